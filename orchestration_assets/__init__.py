@@ -1,0 +1,1 @@
+"""Dagster assets of the AI orchestration platform, grouped by concern; definitions.py assembles them."""

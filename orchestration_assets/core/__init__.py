@@ -1,0 +1,1 @@
+"""Plain logic (no Dagster): parsing, sample data, KPI maths. Assets call into it."""

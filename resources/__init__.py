@@ -1,0 +1,1 @@
+"""Dagster resources: warehouse, model providers, router, policy, notifier."""

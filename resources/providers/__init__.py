@@ -1,0 +1,1 @@
+"""Model providers: one typed, batch-first interface; local (embedded) and OpenAI-compatible."""

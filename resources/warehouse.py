@@ -1,0 +1,360 @@
+"""The SQL warehouse (SQLAlchemy 2): SQLite file by default, PostgreSQL (or any URL) by config.
+
+Asset DataFrames are stored as real tables a user can query. Partitioned assets carry a
+``_partition`` column; writing a partition deletes the old rows of that partition and
+inserts the new ones in one transaction, so re-materializing never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+
+PARTITION_COLUMN = "_partition"
+SCHEMA_TABLE = "_column_types"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """The project's data folder (``DATA_DIR`` env var, default ``<repo>/data``)."""
+    path = Path(os.getenv("DATA_DIR", PROJECT_ROOT / "data"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_warehouse_url() -> str:
+    return f"sqlite:///{data_dir() / 'warehouse.db'}"
+
+
+_ENGINES: dict[str, sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL per process; SQLite gets WAL mode and a busy timeout."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _make_engine(url)
+            _ENGINES[url] = engine
+        return engine
+
+
+def _make_engine(url: str) -> sa.Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, future=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    # Make SQLite take the write lock at BEGIN, so concurrent writers queue instead of failing.
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(conn):  # pragma: no cover
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_pysqlite_autobegin(dbapi_conn, _record):  # pragma: no cover
+        dbapi_conn.isolation_level = None
+
+    return engine
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for logs and metadata."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The SQL database that holds every table; a SQLite file under the data dir by default.
+
+    Set ``WAREHOUSE_URL`` (e.g. ``postgresql+psycopg://user:pw@host/db``) to use another database.
+    """
+
+    url: str = ""
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url or default_warehouse_url()
+
+    @property
+    def engine(self) -> sa.Engine:
+        return engine_for(self.resolved_url)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.resolved_url)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def has_table(self, table: str) -> bool:
+        return sa.inspect(self.engine).has_table(table)
+
+    def read_table(
+        self,
+        table: str,
+        partitions: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows of ``table`` (optionally only the given partitions), with stored dtypes restored."""
+        if not self.has_table(table):
+            return pd.DataFrame(columns=list(columns) if columns else None)
+        tbl = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        cols = [tbl.c[c] for c in columns] if columns else [tbl]
+        stmt = sa.select(*cols)
+        if partitions is not None:
+            if PARTITION_COLUMN not in tbl.c:
+                raise ValueError(f"table {table!r} is not partitioned; cannot filter by partition")
+            stmt = stmt.where(tbl.c[PARTITION_COLUMN].in_(list(partitions)))
+        with self.engine.connect() as conn:
+            df = pd.read_sql(stmt, conn)
+        return self._restore_types(table, df)
+
+    def query(self, sql: str, **params: Any) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.text(sql), conn, params=params)
+
+    def count_rows(self, table: str, partition: str | None = None) -> int:
+        if not self.has_table(table):
+            return 0
+        tbl = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        stmt = sa.select(sa.func.count()).select_from(tbl)
+        if partition is not None:
+            stmt = stmt.where(tbl.c[PARTITION_COLUMN] == partition)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    # ---- writing ---------------------------------------------------------------------------
+    def replace_partition(self, table: str, df: pd.DataFrame, partition: str) -> int:
+        """Delete the rows of ``partition`` and insert ``df`` in one transaction."""
+        df = df.copy()
+        df[PARTITION_COLUMN] = partition
+        with self.engine.begin() as conn:
+            self._ensure_table(conn, table, df)
+            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            conn.execute(sa.delete(tbl).where(tbl.c[PARTITION_COLUMN] == partition))
+            self._insert(conn, table, df)
+        return len(df)
+
+    def replace_table(self, table: str, df: pd.DataFrame) -> int:
+        """Replace every row of an unpartitioned table in one transaction (schema kept, columns added)."""
+        with self.engine.begin() as conn:
+            self._ensure_table(conn, table, df)
+            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            conn.execute(sa.delete(tbl))
+            self._insert(conn, table, df)
+        return len(df)
+
+    def append_new(self, table: str, df: pd.DataFrame, key: Sequence[str]) -> int:
+        """Insert only the rows whose natural ``key`` is not in the table yet; never update or delete.
+
+        Returns the number of rows inserted. This is how append-only logs stay idempotent.
+        """
+        if df.empty:
+            return 0
+        df = df.drop_duplicates(subset=list(key), keep="first")
+        with self.engine.begin() as conn:
+            self._ensure_table(conn, table, df, unique_key=key)
+            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            existing = pd.read_sql(sa.select(*[tbl.c[k] for k in key]), conn)
+            if not existing.empty:
+                existing_keys = set(map(tuple, existing.astype(str).to_numpy().tolist()))
+                mask = [tuple(row) not in existing_keys for row in df[list(key)].astype(str).to_numpy().tolist()]
+                df = df[mask]
+            if not df.empty:
+                self._insert(conn, table, df)
+        return len(df)
+
+    # ---- schema helpers --------------------------------------------------------------------
+    def _ensure_table(
+        self, conn: sa.Connection, table: str, df: pd.DataFrame, unique_key: Sequence[str] | None = None
+    ) -> None:
+        """Create the table from ``df``'s columns or add the columns it is missing."""
+        insp = sa.inspect(conn)
+        if not insp.has_table(table):
+            meta = sa.MetaData()
+            cols = [sa.Column(name, _sql_type(df[name])) for name in df.columns]
+            constraints = []
+            if unique_key:
+                constraints.append(sa.UniqueConstraint(*unique_key, name=f"uq_{table}_natural_key"))
+            t = sa.Table(table, meta, *cols, *constraints)
+            if PARTITION_COLUMN in df.columns:
+                sa.Index(f"ix_{table}_partition", t.c[PARTITION_COLUMN])
+            meta.create_all(conn)
+        else:
+            existing = {c["name"] for c in insp.get_columns(table)}
+            for name in df.columns:
+                if name not in existing:
+                    col_type = _sql_type(df[name]).compile(dialect=conn.dialect)
+                    conn.execute(sa.text(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {col_type}'))
+        self._record_types(conn, table, df)
+
+    def _record_types(self, conn: sa.Connection, table: str, df: pd.DataFrame) -> None:
+        meta = sa.MetaData()
+        types = sa.Table(
+            SCHEMA_TABLE,
+            meta,
+            sa.Column("table_name", sa.String(200), primary_key=True),
+            sa.Column("column_name", sa.String(200), primary_key=True),
+            sa.Column("dtype", sa.String(50), nullable=False),
+        )
+        meta.create_all(conn, checkfirst=True)
+        rows = [
+            {"table_name": table, "column_name": c, "dtype": _logical_type(df[c])} for c in df.columns
+        ]
+        conn.execute(sa.delete(types).where(types.c.table_name == table, types.c.column_name.in_(list(df.columns))))
+        if rows:
+            conn.execute(sa.insert(types), rows)
+
+    def _restore_types(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
+        if df.empty and not len(df.columns):
+            return df
+        if not self.has_table(SCHEMA_TABLE):
+            return df
+        with self.engine.connect() as conn:
+            types = dict(
+                conn.execute(
+                    sa.text(f"SELECT column_name, dtype FROM {SCHEMA_TABLE} WHERE table_name = :t"), {"t": table}
+                ).all()
+            )
+        for col, kind in types.items():
+            if col not in df.columns:
+                continue
+            if kind == "datetime":
+                df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
+            elif kind == "bool":
+                df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else bool(v))
+            elif kind == "json":
+                df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else v)
+            elif kind == "int":
+                if df[col].notna().all():
+                    df[col] = df[col].astype("int64")
+                else:
+                    df[col] = df[col].astype("Int64")
+            elif kind == "float":
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+            elif kind == "str":
+                df[col] = df[col].astype("object").where(df[col].notna(), None)
+        return df
+
+    @staticmethod
+    def _insert(conn: sa.Connection, table: str, df: pd.DataFrame) -> None:
+        if df.empty:
+            return
+        out = df.copy()
+        for col in out.columns:
+            kind = _logical_type(out[col])
+            if kind == "json":
+                out[col] = out[col].map(lambda v: None if v is None else json.dumps(_jsonable(v), sort_keys=True))
+            elif kind == "datetime":
+                out[col] = out[col].map(lambda v: None if pd.isna(v) else pd.Timestamp(v).isoformat())
+        out = out.astype(object).where(out.notna(), None)
+        tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+        records = out.to_dict(orient="records")
+        for start in range(0, len(records), 5000):
+            conn.execute(sa.insert(tbl), records[start : start + 5000])
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, (set, tuple)):
+        return list(v)
+    return v
+
+
+def _logical_type(series: pd.Series) -> str:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    non_null = series.dropna()
+    if not non_null.empty:
+        first = non_null.iloc[0]
+        if isinstance(first, (list, dict, tuple, set)) or hasattr(first, "tolist") and not isinstance(first, str):
+            return "json"
+        if isinstance(first, pd.Timestamp):
+            return "datetime"
+        if isinstance(first, bool):
+            return "bool"
+    return "str"
+
+
+def _sql_type(series: pd.Series) -> sa.types.TypeEngine:
+    kind = _logical_type(series)
+    return {
+        "bool": sa.Boolean(),
+        "int": sa.BigInteger(),
+        "float": sa.Float(),
+        "datetime": sa.String(40),
+        "json": sa.Text(),
+        "str": sa.Text(),
+    }[kind]
+
+
+class WarehouseIOManager(dg.ConfigurableIOManager):
+    """Stores each asset's DataFrame as a warehouse table named after the asset.
+
+    Partitioned assets: delete-then-insert of the partition's rows in one transaction.
+    Unpartitioned assets: the table's rows are replaced in one transaction.
+    """
+
+    warehouse: dg.ResourceDependency[Warehouse]
+
+    def _table(self, context: dg.OutputContext | dg.InputContext) -> str:
+        return context.asset_key.path[-1]
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
+        if obj is None:
+            return
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(
+                f"WarehouseIOManager stores DataFrames; asset {context.asset_key.to_user_string()} "
+                f"returned {type(obj).__name__}"
+            )
+        table = self._table(context)
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            if len(keys) != 1:
+                raise ValueError(f"{table}: one partition per write expected, got {len(keys)}")
+            n = self.warehouse.replace_partition(table, obj, keys[0])
+        else:
+            n = self.warehouse.replace_table(table, obj)
+        context.add_output_metadata(
+            {
+                "warehouse_table": dg.MetadataValue.text(table),
+                "warehouse": dg.MetadataValue.text(self.warehouse.display_url),
+                "rows_written": dg.MetadataValue.int(n),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        table = self._table(context.upstream_output) if context.upstream_output else context.asset_key.path[-1]
+        partitions = None
+        if context.has_asset_partitions:
+            partitions = list(context.asset_partition_keys)
+        df = self.warehouse.read_table(table, partitions=partitions)
+        return df
