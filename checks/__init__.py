@@ -1,0 +1,1 @@
+"""Asset checks: Great Expectations data checks, AI-output guardrails, promotion gates."""

@@ -1,0 +1,73 @@
+"""The code location: every asset, check, job, sensor, schedule and resource in one Definitions."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from checks.anomaly import anomaly_checks, with_freshness_policies
+from checks.data_quality import data_quality_checks
+from checks.guardrails import guardrail_checks
+from checks.spend import llm_spend_within_budget
+from resources.notifier import Notifier
+from resources.outbox import Outbox
+from resources.policy import RoutingPolicyResource
+from resources.providers.local import LocalModelStore
+from resources.router import ModelRouter
+from resources.sources import ContextSources, TicketInbox
+from resources.warehouse import Warehouse, WarehouseIOManager
+from sensors.inbox import inbox_sensor
+from sensors.review import review_sensors
+from sensors.schedules import schedules
+
+from . import enrichment, governance, ingestion, kpis, review
+from .jobs import jobs
+
+
+def _env(name: str) -> str | dg.EnvVar:
+    """An EnvVar when the variable is set (resolved at run time, never stored in config), else ''."""
+    return dg.EnvVar(name) if os.getenv(name) else ""
+
+
+def build_resources() -> dict[str, object]:
+    """Embedded defaults (bundled data, local model, SQLite); each overridable by an environment variable."""
+    warehouse = Warehouse(url=_env("WAREHOUSE_URL"))
+    return {
+        "warehouse": warehouse,
+        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        "inbox": TicketInbox(path=_env("INBOX_DIR")),
+        "sources": ContextSources(directory=_env("CONTEXT_DIR")),
+        "policy": RoutingPolicyResource(path=_env("ROUTING_POLICY")),
+        "local_models": LocalModelStore(model_dir=_env("MODEL_DIR")),
+        "router": ModelRouter(
+            config_path=_env("ROUTING_CONFIG"),
+            api_key=dg.EnvVar("OPENAI_API_KEY") if os.getenv("OPENAI_API_KEY") else None,
+        ),
+        **review_resources(),
+    }
+
+
+def review_resources() -> dict[str, object]:
+    """The outbox (replies) and the notifier (alerts): data-dir folders, plus webhooks when configured."""
+    return {
+        "outbox": Outbox(folder=_env("OUTBOX_DIR"), webhook_url=_env("OUTBOX_WEBHOOK_URL")),
+        "notifier": Notifier(folder=_env("ALERTS_DIR"), webhook_url=_env("ALERTS_WEBHOOK_URL")),
+    }
+
+
+def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """The Definitions with the given resources (tests pass temp ones), else the embedded defaults."""
+    defs = dg.Definitions(
+        assets=dg.load_assets_from_modules([ingestion, enrichment, governance, kpis, review]),
+        asset_checks=[*data_quality_checks, *guardrail_checks, llm_spend_within_budget, *review.review_checks,
+                      *anomaly_checks],
+        jobs=jobs,
+        sensors=[inbox_sensor, *review_sensors],
+        schedules=schedules,
+        resources={**review_resources(), **resources} if resources is not None else build_resources(),
+    )
+    return with_freshness_policies(defs)
+
+
+defs = build_definitions()

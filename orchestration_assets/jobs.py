@@ -1,0 +1,50 @@
+"""Asset jobs: what a sensor, a schedule or a user launches."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .ingestion import ticket_batches
+
+# The flagship workflow for one batch: ingest -> enrich -> route -> audit -> KPIs.
+TRIAGE_GROUPS = ("ingestion", "enrichment", "governance", "kpis")
+# when this asset has materialized a partition, the batch has gone through the whole workflow
+LAST_PARTITIONED_ASSET = "audit_log"
+
+triage_selection = dg.AssetSelection.groups(*TRIAGE_GROUPS)
+
+triage_job = dg.define_asset_job(
+    name="triage_job",
+    selection=triage_selection,
+    partitions_def=ticket_batches,
+    description="The whole triage workflow for one inbox batch: ingest, enrich, route, audit, KPIs.",
+    tags={"workflow": "triage"},
+)
+
+ingest_job = dg.define_asset_job(
+    name="ingest_job",
+    selection=dg.AssetSelection.groups("ingestion"),
+    partitions_def=ticket_batches,
+    description="Ingest one inbox batch and refresh the context sources, with their data checks.",
+)
+
+context_refresh_job = dg.define_asset_job(
+    name="context_refresh_job",
+    selection=dg.AssetSelection.assets("crm_accounts", "product_catalog", "knowledge_base"),
+    description="Reload CRM accounts, the product catalog and the knowledge base.",
+)
+
+jobs = [triage_job, ingest_job, context_refresh_job]
+
+kpi_job = dg.define_asset_job(
+    name="kpi_job",
+    selection=dg.AssetSelection.groups("kpis"),
+    description="Recompute the KPI tables over every routed batch.",
+)
+
+jobs.append(kpi_job)
+
+# Human-in-the-loop review: record a decision (op job, launchpad config), then dispatch.
+from .review import dispatch_job, record_review_decision_job  # noqa: E402
+
+jobs.extend([record_review_decision_job, dispatch_job])

@@ -1,0 +1,1 @@
+"""Sensors and schedules: the inbox, review decisions, run failures, and the recurring jobs."""

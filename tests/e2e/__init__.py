@@ -1,0 +1,1 @@
+"""End-to-end tests: the real Dagster webserver, driven over GraphQL."""

@@ -1,0 +1,444 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It speaks ``POST /v1/chat/completions`` (with ``usage``) and answers from the request itself, so
+results are checkable: the task comes from the ``Task: <name>`` line of the system prompt, the
+ticket from the JSON user message, and the answer is a deterministic function of the ticket text
+(e.g. a ticket mentioning "refund" is classified ``refund``; summaries and drafts quote the ticket
+id). Faults can be injected per request:
+
+``server_error`` (500), ``unavailable`` (503), ``rate_limit`` (429 with ``Retry-After``),
+``hang`` (no answer for ``hang_s``: the client times out), ``malformed_json`` (a 200 whose body is
+not JSON), ``wrong_schema`` (a valid completion whose content is not the task's schema) and
+``auth`` (a 401 whose message echoes the bearer key, the worst case for leaking secrets).
+
+Every request is recorded (path, headers, JSON body, arrival time) so tests can assert what the
+model saw. Use it in-process (``with OpenAICompatServer() as server: server.url``) or as a separate
+process (``python tests/openai_server.py --latency 0.2``; prints ``READY <url>``; ``GET /_stats``
+returns request counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+FAULT_KINDS = ("server_error", "unavailable", "rate_limit", "hang", "malformed_json", "wrong_schema", "auth")
+
+_TASK_RE = re.compile(r"Task:\s*(\w+)")
+
+# keyword -> category, first match wins (checked in this order)
+_CATEGORY_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("refund", "refund"),
+    ("password", "account_access"),
+    ("log in", "account_access"),
+    ("login", "account_access"),
+    ("invoice", "billing"),
+    ("charged", "billing"),
+    ("billing", "billing"),
+    ("shipping", "shipping"),
+    ("delivery", "shipping"),
+    ("package", "shipping"),
+    ("hacked", "security"),
+    ("phishing", "security"),
+    ("gdpr", "privacy"),
+    ("delete my data", "privacy"),
+    ("error", "technical_issue"),
+    ("crash", "technical_issue"),
+    ("bug", "technical_issue"),
+)
+
+
+def expected_category(text: str) -> str:
+    """The category this server answers for a ticket text (tests use it to check answers)."""
+    low = text.lower()
+    for word, category in _CATEGORY_KEYWORDS:
+        if word in low:
+            return category
+    return "product_question"
+
+
+def expected_priority(text: str) -> str:
+    low = text.lower()
+    if any(w in low for w in ("outage", "urgent", "asap", "down")):
+        return "urgent"
+    if any(w in low for w in ("cannot", "can't", "blocked")):
+        return "high"
+    if "question" in low or "how do i" in low:
+        return "low"
+    return "medium"
+
+
+def expected_sentiment(text: str) -> tuple[str, float]:
+    low = text.lower()
+    if any(w in low for w in ("angry", "terrible", "worst", "unacceptable", "frustrated")):
+        return "negative", -0.8
+    if any(w in low for w in ("thanks", "thank you", "great", "love")):
+        return "positive", 0.8
+    return "neutral", 0.0
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+    at: float  # time.monotonic() on arrival
+    fault: str | None = None
+
+    @property
+    def task(self) -> str | None:
+        for msg in (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []:
+            if msg.get("role") == "system":
+                m = _TASK_RE.search(msg.get("content") or "")
+                if m:
+                    return m.group(1)
+        return None
+
+    @property
+    def user_payload(self) -> dict[str, Any]:
+        for msg in (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []:
+            if msg.get("role") == "user":
+                try:
+                    return json.loads(msg.get("content") or "{}")
+                except json.JSONDecodeError:
+                    return {"text": msg.get("content")}
+        return {}
+
+    @property
+    def ticket_id(self) -> str | None:
+        return self.user_payload.get("ticket_id")
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int | None  # None = every request until cleared
+
+
+@dataclass
+class ServerSettings:
+    latency_s: float = 0.0
+    retry_after_s: float = 0.0
+    hang_s: float = 30.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("server_error",)
+    seed: int = 0
+    classify_confidence: float = 0.93
+    # fixed (prompt, completion) usage for every answer; None = derived from the text
+    usage: tuple[int, int] | None = None
+    # report completion_tokens = the request's max_tokens (makes cost exactly predictable)
+    completion_tokens_from_max_tokens: bool = False
+    fault_when: Callable[[RecordedRequest], str | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OpenAICompatServer:
+    """Threaded HTTP/1.1 server with keep-alive; one handler thread per connection."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
+        self.settings = ServerSettings(**settings)
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._faults: deque[_Fault] = deque()
+        self._rng = random.Random(self.settings.seed)
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> "OpenAICompatServer":
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        httpd = _Server((self._host, self._port), Handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "OpenAICompatServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The ``base_url`` for the OpenAI SDK."""
+        return f"http://{self._host}:{self.port}/v1"
+
+    # ---- faults and records --------------------------------------------------------------
+    def fail(self, kind: str, times: int | None = None) -> None:
+        """Inject ``kind`` for the next ``times`` chat requests (every request when ``None``)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.append(_Fault(kind, times))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.settings.fault_rate = 0.0
+            self.settings.fault_when = None
+
+    def reset(self) -> None:
+        """Forget recorded requests (faults stay)."""
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = self.in_flight
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    @property
+    def call_count(self) -> int:
+        return len(self.chat_requests)
+
+    def _choose_fault(self, rec: RecordedRequest) -> str | None:
+        with self._lock:
+            if self._faults:
+                fault = self._faults[0]
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.popleft()
+                return fault.kind
+            if self.settings.fault_when is not None:
+                kind = self.settings.fault_when(rec)
+                if kind:
+                    return kind
+            if self.settings.fault_rate > 0 and self._rng.random() < self.settings.fault_rate:
+                return self._rng.choice(self.settings.fault_kinds)
+        return None
+
+    # ---- answers ---------------------------------------------------------------------------
+    def answer_content(self, rec: RecordedRequest) -> dict[str, Any]:
+        payload = rec.user_payload
+        ticket_id = payload.get("ticket_id", "")
+        text = f"{payload.get('subject', '')}\n{payload.get('body', '')}"
+        task = rec.task
+        if task == "classify":
+            return {"category": expected_category(text), "confidence": self.settings.classify_confidence}
+        if task == "prioritize":
+            return {"priority": expected_priority(text), "confidence": 0.9, "reasons": [f"read ticket {ticket_id}"]}
+        if task == "sentiment":
+            label, score = expected_sentiment(text)
+            return {"sentiment": label, "score": score}
+        if task == "summarize":
+            subject = (payload.get("subject") or payload.get("body") or "").strip()
+            return {"summary": f"[{ticket_id}] {subject[:80]}"}
+        if task == "draft_reply":
+            ids = [a.get("article_id") for a in payload.get("articles", []) if a.get("article_id")]
+            cite = f" See article {ids[0]}." if ids else ""
+            return {
+                "draft": f"Hello, thank you for contacting us about ticket {ticket_id}. We are on it.{cite}",
+                "cited_article_ids": ids[:1],
+            }
+        return {"error": f"unknown task {task!r}"}
+
+    def completion(self, rec: RecordedRequest, content: str) -> dict[str, Any]:
+        body = rec.body if isinstance(rec.body, dict) else {}
+        prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
+        if self.settings.usage is not None:
+            prompt_tokens, completion_tokens = self.settings.usage
+        else:
+            prompt_tokens = prompt_chars // 4 + 1
+            completion_tokens = len(content) // 4 + 1
+        if self.settings.completion_tokens_from_max_tokens:
+            completion_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or completion_tokens)
+        n = len(self.requests)
+        return {
+            "id": f"chatcmpl-test-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "test-model"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+class _Server(ThreadingHTTPServer):
+    # the default listen backlog of 5 drops SYNs when 32 clients connect at once (1 s retransmit)
+    request_queue_size = 256
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: OpenAICompatServer
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm plus
+        # the client's delayed ACK add ~40 ms to every keep-alive response
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        return
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), headers)
+
+    def do_GET(self) -> None:  # noqa: N802
+        owner = self.owner
+        if self.path.rstrip("/").endswith("/_stats"):
+            with owner._lock:
+                n = len(owner.requests)
+                faults = sum(1 for r in owner.requests if r.fault)
+            self._json(200, {"requests": n, "faults": faults})
+        elif self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+    def do_POST(self) -> None:  # noqa: N802
+        owner = self.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = None
+        rec = RecordedRequest(
+            method="POST",
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            raw=raw,
+            at=time.monotonic(),
+        )
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            with owner._lock:
+                owner.requests.append(rec)
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+            return
+        if not isinstance(body, dict) or not body.get("messages"):
+            with owner._lock:
+                owner.requests.append(rec)
+            self._json(400, {"error": {"message": "messages required", "type": "invalid_request_error"}})
+            return
+        rec.fault = owner._choose_fault(rec)
+        with owner._lock:
+            owner.requests.append(rec)
+            owner.in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+        try:
+            self._answer(rec)
+        finally:
+            with owner._lock:
+                owner.in_flight -= 1
+
+    def _answer(self, rec: RecordedRequest) -> None:
+        owner = self.owner
+        settings = owner.settings
+        if settings.latency_s:
+            time.sleep(settings.latency_s)
+        fault = rec.fault
+        if fault == "server_error":
+            self._json(500, {"error": {"message": "injected server error", "type": "server_error"}})
+        elif fault == "unavailable":
+            self._json(503, {"error": {"message": "injected unavailable", "type": "server_error"}})
+        elif fault == "rate_limit":
+            self._json(
+                429,
+                {"error": {"message": "injected rate limit", "type": "rate_limit_exceeded"}},
+                {"Retry-After": f"{settings.retry_after_s:g}"},
+            )
+        elif fault == "hang":
+            owner._stopping.wait(settings.hang_s)
+            self.close_connection = True
+            self._json(200, owner.completion(rec, json.dumps(owner.answer_content(rec))))
+        elif fault == "malformed_json":
+            self._send(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess')
+        elif fault == "auth":
+            key = rec.headers.get("authorization", "").removeprefix("Bearer ")
+            self._json(401, {"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid_request_error",
+                                       "code": "invalid_api_key"}})
+        elif fault == "wrong_schema":
+            content = json.dumps({"answer": "I think it is fine", "label": "banana"})
+            self._json(200, owner.completion(rec, content))
+        else:
+            self._json(200, owner.completion(rec, json.dumps(owner.answer_content(rec))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-kinds", default="server_error,rate_limit,malformed_json,wrong_schema")
+    parser.add_argument("--retry-after", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = OpenAICompatServer(
+        args.host,
+        args.port,
+        latency_s=args.latency,
+        fault_rate=args.fault_rate,
+        fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+        retry_after_s=args.retry_after,
+        seed=args.seed,
+    ).start()
+    print(f"READY {server.url}", flush=True)
+    try:
+        sys.stdin.read()  # serve until stdin closes (the parent exits or closes the pipe)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
