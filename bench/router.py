@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     s = faulty.stats
     print(
         f"with {args.fault_rate:.0%} injected faults: wall {faulty_wall:.2f} s (ratio to limit "
-        f"{faulty_wall / limit:.3f}), calls {s.calls} ({s.retries} retries), paths {s.paths}, rows lost {faulty_lost}"
+        f"{faulty_wall / limit:.3f}; {faulty_wall / (s.calls * latency / c):.3f} to the limit for the {s.calls} calls "
+        f"made, {s.retries} of them retries), paths {s.paths}, rows lost {faulty_lost}"
     )
     summary = {
         "n": n,

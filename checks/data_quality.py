@@ -14,7 +14,6 @@ Two layers in this module:
 only; loading the code location never pays for it.
 """
 
-import math
 import os
 import uuid
 from dataclasses import dataclass, field

@@ -3,7 +3,6 @@
 The severe ones are blocking: when they fail, `routing_decisions` does not run on bad outputs.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -6,7 +6,6 @@ batch gets its own result. Spend comes from the router's ledger rows of this run
 own later, from the ``cost_usd`` column of the partition's stored ``enriched_tickets`` rows.
 """
 
-
 from dataclasses import dataclass
 
 import dagster as dg

@@ -9,19 +9,22 @@ import dagster as dg
 from checks.anomaly import anomaly_checks, with_freshness_policies
 from checks.data_quality import data_quality_checks
 from checks.guardrails import guardrail_checks
+from checks.promotion import promotion_checks
 from checks.spend import llm_spend_within_budget
 from resources.notifier import Notifier
 from resources.outbox import Outbox
 from resources.policy import RoutingPolicyResource
 from resources.providers.local import LocalModelStore
+from resources.registry import ModelRegistryResource
 from resources.router import ModelRouter
 from resources.sources import ContextSources, TicketInbox
 from resources.warehouse import Warehouse, WarehouseIOManager
 from sensors.inbox import inbox_sensor
+from sensors.registry import registry_schedules, registry_sensors
 from sensors.review import review_sensors
 from sensors.schedules import schedules
 
-from . import enrichment, governance, ingestion, kpis, review
+from . import enrichment, governance, ingestion, kpis, models, review
 from .jobs import jobs
 
 
@@ -40,6 +43,7 @@ def build_resources() -> dict[str, object]:
         "sources": ContextSources(directory=_env("CONTEXT_DIR")),
         "policy": RoutingPolicyResource(path=_env("ROUTING_POLICY")),
         "local_models": LocalModelStore(model_dir=_env("MODEL_DIR")),
+        "registry": ModelRegistryResource(warehouse=warehouse),
         "router": ModelRouter(
             config_path=_env("ROUTING_CONFIG"),
             api_key=dg.EnvVar("OPENAI_API_KEY") if os.getenv("OPENAI_API_KEY") else None,
@@ -56,16 +60,23 @@ def review_resources() -> dict[str, object]:
     }
 
 
+def _registry_for(resources: dict[str, object]) -> dict[str, object]:
+    """The model registry over the given warehouse, unless the caller passed one."""
+    if "registry" in resources or "warehouse" not in resources:
+        return {}
+    return {"registry": ModelRegistryResource(warehouse=resources["warehouse"])}
+
+
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     """The Definitions with the given resources (tests pass temp ones), else the embedded defaults."""
     defs = dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion, enrichment, governance, kpis, review]),
+        assets=dg.load_assets_from_modules([ingestion, enrichment, governance, kpis, review, models]),
         asset_checks=[*data_quality_checks, *guardrail_checks, llm_spend_within_budget, *review.review_checks,
-                      *anomaly_checks],
+                      *anomaly_checks, *promotion_checks],
         jobs=jobs,
-        sensors=[inbox_sensor, *review_sensors],
-        schedules=schedules,
-        resources={**review_resources(), **resources} if resources is not None else build_resources(),
+        sensors=[inbox_sensor, *review_sensors, *registry_sensors],
+        schedules=[*schedules, *registry_schedules],
+        resources={**review_resources(), **_registry_for(resources), **resources} if resources is not None else build_resources(),
     )
     return with_freshness_policies(defs)
 

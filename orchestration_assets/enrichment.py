@@ -6,7 +6,6 @@ model call goes through the router, which picks the provider (the embedded local
 default), applies fallback, retries, cache, cost accounting and budgets.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
@@ -38,8 +37,14 @@ _specialist = dict(
 
 def _session(context: dg.AssetExecutionContext, router: ModelRouter, local_models: LocalModelStore,
              warehouse: Warehouse) -> RouterSession:
+    # the registry's classify champion answers; with none yet, the default model is trained and promoted
+    from resources.registry import ModelRegistry, ensure_champion
+
+    champion = ensure_champion(ModelRegistry.for_warehouse(warehouse), local_models, warehouse=warehouse,
+                               actor=f"dagster:run:{context.run_id[:8]}")
+    context.log.info(f"local model: classify champion {champion.version}")
     return router.session(
-        local=local_models.provider(),
+        local=local_models.provider(version=champion.version),
         warehouse=warehouse,
         run_id=context.run_id,
         partition=context.partition_key,

@@ -1,6 +1,5 @@
 """Governance: the routing policy applied to every enriched ticket, and the append-only audit log."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
@@ -36,7 +35,7 @@ def routing_decisions(
     """
     pol = policy.load()
     decisions = route(enriched_tickets, pol)
-    keep = [c for c in DECISION_COLUMNS if c in enriched_tickets.columns and c not in decisions.columns]
+    keep = ["ticket_id"] + [c for c in DECISION_COLUMNS if c in enriched_tickets.columns and c not in decisions.columns]
     df = decisions.merge(enriched_tickets[keep], on="ticket_id", how="left")
     df["partition"] = context.partition_key
     df["run_id"] = context.run_id

@@ -1,6 +1,5 @@
 """Ingestion: ticket batches from the inbox, and the context sources (CRM, catalog, KB)."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -48,3 +48,21 @@ jobs.append(kpi_job)
 from .review import dispatch_job, record_review_decision_job  # noqa: E402
 
 jobs.extend([record_review_decision_job, dispatch_job])
+
+# Models (not part of triage_job): retrain -> evaluate (+ blocking promotion checks) -> promote -> snapshot.
+model_training_job = dg.define_asset_job(
+    name="model_training_job",
+    selection=dg.AssetSelection.groups("models"),
+    description="Retrain the triage classifier, evaluate challenger vs champion on the golden set, "
+    "promote only if the blocking gates pass, refresh the registry snapshot.",
+    tags={"workflow": "models"},
+)
+
+model_evaluation_job = dg.define_asset_job(
+    name="model_evaluation_job",
+    selection=dg.AssetSelection.assets("model_evaluation", "champion_model", "model_registry"),
+    description="Evaluate the current challenger vs the champion on the golden set and promote it if the gates pass.",
+    tags={"workflow": "models"},
+)
+
+jobs.extend([model_training_job, model_evaluation_job])

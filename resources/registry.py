@@ -17,7 +17,6 @@ newer release adds are added to an existing table, nothing is ever dropped):
 assets, sensors and checks, together with the promotion thresholds.
 """
 
-from __future__ import annotations
 
 import getpass
 import json
@@ -628,6 +627,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
     min_rubric_score: float = Field(0.75, ge=0, le=1, description="mean deterministic draft rubric score")
     max_cost_per_ticket_usd: float = Field(0.01, ge=0, description="model cost per golden ticket")
     golden_fraction: float = Field(0.2, gt=0, lt=1, description="share of the labelled set held out as golden set")
+    labelled_path: str = Field("", description="labelled tickets CSV; empty = the bundled sample_data file")
 
     def get(self) -> ModelRegistry:
         return ModelRegistry(self.warehouse.engine)
@@ -642,3 +642,246 @@ class ModelRegistryResource(dg.ConfigurableResource):
             min_rubric_score=self.min_rubric_score,
             max_cost_per_ticket_usd=self.max_cost_per_ticket_usd,
         )
+
+
+# ---- the model lifecycle: train -> register -> evaluate -> promote (plain functions) -------------
+
+CLASSIFY = "classify"
+LABELLED_FILE = "labelled_tickets.csv"
+FEEDBACK_TABLE = "review_feedback"
+FEEDBACK_COLUMNS = ("ticket_id", "subject", "body", "label", "source", "recorded_at")
+
+
+def load_labelled(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The labelled tickets (``ticket_id``, ``subject``, ``body``, ``category``); default: the bundled file."""
+    from pathlib import Path
+
+    from .sources import BUNDLED_SAMPLE_DIR
+
+    p = Path(path) if path else BUNDLED_SAMPLE_DIR / LABELLED_FILE
+    df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    missing = [c for c in ("ticket_id", "subject", "body", "category") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{p}: labelled tickets lack column(s) {missing}")
+    return df
+
+
+def read_feedback(warehouse: Warehouse) -> pd.DataFrame:
+    """Reviewed labels from the ``review_feedback`` table; an empty frame when the table does not exist."""
+    if not warehouse.has_table(FEEDBACK_TABLE):
+        return pd.DataFrame(columns=list(FEEDBACK_COLUMNS))
+    df = warehouse.read_table(FEEDBACK_TABLE)
+    missing = [c for c in ("ticket_id", "subject", "body", "label") if c not in df.columns]
+    if missing:
+        raise ValueError(f"warehouse table {FEEDBACK_TABLE!r} lacks column(s) {missing}")
+    return df
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    version: str
+    created: bool  # False: this data + params were already registered; no new challenger
+    alias: str | None
+    training_rows: int
+    feedback_rows: int
+    training_data_hash: str
+    params: dict[str, Any]
+    fit_s: float
+    reason: str
+
+
+def train_and_register(
+    registry: ModelRegistry,
+    store: Any,
+    labelled: pd.DataFrame,
+    feedback: pd.DataFrame | None = None,
+    *,
+    alias: str | None = CHALLENGER,
+    actor: str | None = None,
+    reason: str | None = None,
+    golden_fraction: float | None = None,
+) -> TrainingOutcome:
+    """Train the local classifier on labelled (minus golden) + feedback rows, save it, register it.
+
+    ``store`` is a :class:`resources.providers.local.LocalModelStore`. The version is the
+    classifier's own content version (data + params), so retraining unchanged data with unchanged
+    params registers nothing new and moves no alias.
+    """
+    import time
+
+    from .evaluation import GOLDEN_FRACTION, data_hash, training_frame
+
+    frac = golden_fraction or GOLDEN_FRACTION
+    rows = training_frame(labelled, feedback, fraction=frac)
+    dhash = data_hash(rows["text"].tolist(), rows["label"].tolist())
+    start = time.perf_counter()
+    trained = store.train(rows)
+    fit_s = time.perf_counter() - start
+    n_feedback = int(rows["source"].str.startswith("feedback").sum())
+    actor = actor or default_actor()
+    params = trained.params.model_dump(mode="json") if hasattr(trained.params, "model_dump") else dict(trained.params)
+    info, created = registry.register(
+        task=CLASSIFY,
+        version=trained.version,
+        provider="local",
+        model_id=getattr(trained, "model_id", None) or "local",
+        params=params,
+        training_data_hash=dhash,
+        training_rows=len(rows),
+        artifact=str(store.path_for(trained.version)),
+        metrics={"training_rows": len(rows), "feedback_rows": n_feedback, "fit_s": round(fit_s, 3)},
+        description=f"local classifier on {len(rows)} tickets ({n_feedback} from reviewed feedback)",
+        created_by=actor,
+        alias=alias,
+        reason=reason or f"trained on {len(rows)} tickets ({n_feedback} reviewed); data {dhash}",
+    )
+    return TrainingOutcome(
+        version=info.version,
+        created=created,
+        alias=info.alias,
+        training_rows=len(rows),
+        feedback_rows=n_feedback,
+        training_data_hash=dhash,
+        params=info.params,
+        fit_s=fit_s,
+        reason=(f"new version registered as {alias}" if alias else "new version registered") if created
+        else f"training data and params unchanged: version {info.version} already registered ({info.alias or 'no alias'})",
+    )
+
+
+def ensure_champion(
+    registry: ModelRegistry,
+    store: Any,
+    *,
+    actor: str,
+    labelled_path: str | None = None,
+    warehouse: Warehouse | None = None,
+) -> VersionInfo:
+    """The classify champion; with none yet, bootstrap one: train the default model, register it, promote it.
+
+    Safe under concurrency: parallel bootstraps train the same deterministic version, registration
+    is idempotent and only one promotion can win (the others read the winner).
+    """
+    champ = registry.champion(CLASSIFY)
+    if champ is not None:
+        return champ
+    outcome = train_and_register(
+        registry, store, load_labelled(labelled_path), read_feedback(warehouse) if warehouse is not None else None,
+        alias=None, actor=actor, reason="bootstrap: no classify champion",
+    )
+    try:
+        registry.promote(
+            CLASSIFY, outcome.version, actor=actor, expected_champion=None,
+            reason="bootstrap: no classify champion existed; the default local model was trained and promoted",
+        )
+    except PromotionConflict:
+        pass  # another run bootstrapped at the same moment; use its champion
+    champ = registry.champion(CLASSIFY)
+    if champ is None:  # pragma: no cover - promote() either succeeded or another promotion did
+        raise RegistryError("bootstrap failed: still no classify champion")
+    return champ
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promoted: bool
+    champion: str | None
+    previous: str | None
+    challenger: str | None
+    reason: str
+    evaluation_id: str | None
+
+
+def promote_if_passed(
+    registry: ModelRegistry, evaluation: EvaluationRecord, thresholds: Any, *, actor: str
+) -> PromotionDecision:
+    """Move the champion alias to the evaluated challenger only if every gate passes, re-checked here.
+
+    The promotion is conditional on the champion still being the one the evaluation compared
+    against; if another promotion happened in between, nothing changes and the reason says so.
+    """
+    from .evaluation import promotion_gates, refusal_reason
+
+    task = evaluation.task
+    current = registry.champion(task)
+    ch = evaluation.challenger_version
+    if ch is None:
+        return PromotionDecision(False, current.version if current else None, None, None,
+                                 "no challenger was evaluated; champion unchanged", evaluation.evaluation_id)
+    if current is not None and current.version == ch:
+        return PromotionDecision(False, ch, None, ch, f"{ch} is already the champion", evaluation.evaluation_id)
+    gates = promotion_gates(evaluation.metrics.get(ch), evaluation.metrics.get(evaluation.champion_version or ""),
+                            thresholds)
+    if not all(g.passed for g in gates):
+        return PromotionDecision(False, current.version if current else None, None, ch,
+                                 f"gate refused {ch}: {refusal_reason(gates)}", evaluation.evaluation_id)
+    summary = "; ".join(g.reason for g in gates)
+    try:
+        previous = registry.promote(
+            task, ch, actor=actor, evaluation_id=evaluation.evaluation_id,
+            expected_champion=evaluation.champion_version,
+            reason=f"passed promotion gates ({evaluation.evaluation_id}): {summary}",
+        )
+    except PromotionConflict as exc:
+        now = registry.champion(task)
+        return PromotionDecision(False, now.version if now else None, None, ch, str(exc), evaluation.evaluation_id)
+    return PromotionDecision(True, ch, previous, ch, f"promoted {ch} over {previous or 'none'}: {summary}",
+                             evaluation.evaluation_id)
+
+
+RETRIEVED_ARTICLES = 3
+
+
+def evaluate_candidates(
+    registry: ModelRegistry,
+    store: Any,
+    labelled: pd.DataFrame,
+    articles: pd.DataFrame | None,
+    thresholds: Any,
+    *,
+    actor: str,
+    run_id: str | None = None,
+    judge: Any = None,
+    golden_fraction: float | None = None,
+    task: str = CLASSIFY,
+) -> tuple[EvaluationRecord, dict[str, Any]]:
+    """Score the challenger and the champion on the golden set, record the evaluation and its gates.
+
+    Returns (the recorded evaluation, {role: ModelScore}). With no challenger only the champion is
+    scored (the gates then pass with "nothing to promote").
+    """
+    from .evaluation import GOLDEN_FRACTION, evaluate_provider, golden_hash, promotion_gates, split_golden
+
+    champion, challenger = registry.champion(task), registry.challenger(task)
+    if champion is None and challenger is None:
+        raise RegistryError(f"no {task} model is registered yet: materialize triage_classifier first")
+    _, golden = split_golden(labelled, golden_fraction or GOLDEN_FRACTION)
+    retrieved = None
+    if articles is not None and len(articles):
+        from .retrieval import KnowledgeBaseIndex
+
+        texts = [f"{s}\n{b}" for s, b in zip(golden["subject"], golden["body"])]
+        retrieved = KnowledgeBaseIndex.from_articles(articles).search(texts, k=RETRIEVED_ARTICLES)
+    scores: dict[str, Any] = {}
+    for role, info in (("challenger", challenger), ("champion", champion)):
+        if info is not None:
+            scores[role] = evaluate_provider(store.provider(version=info.version), golden, retrieved,
+                                             version=info.version, judge=judge)
+    gates = promotion_gates(
+        scores["challenger"].as_metrics() if "challenger" in scores else None,
+        scores["champion"].as_metrics() if "champion" in scores else None,
+        thresholds,
+    )
+    record = registry.record_evaluation(
+        task=task,
+        challenger_version=challenger.version if challenger else None,
+        champion_version=champion.version if champion else None,
+        golden_set_hash=golden_hash(golden),
+        golden_rows=len(golden),
+        metrics={s.version: s.as_metrics() for s in scores.values()},
+        gates=[g.as_dict() for g in gates],
+        passed=all(g.passed for g in gates),
+        run_id=run_id,
+        created_by=actor,
+    )
+    return record, scores

@@ -15,7 +15,8 @@ Every result says which path answered it (``result.path``):
 - ``fallback:<reason>``: the first choice failed and a later model in the chain (or finally the
   local provider) answered. Reasons: ``timeout``, ``rate_limited``, ``server_error``,
   ``connection``, ``malformed_response``, ``invalid_output``, ``auth``, ``client_error``,
-  ``low_confidence``, ``cooldown``, ``budget``, ``no_api_key``.
+  ``low_confidence``, ``cooldown``, ``budget``, ``no_api_key`` (and ``router_error`` for a bug
+  in the router itself, logged).
 
 Routing config (YAML; ``ModelRouter.config_path``, default ``resources/routing.default.yaml``
 which keeps every task on the local provider; see ``resources/routing.example-openai.yaml``):
@@ -56,14 +57,12 @@ ledger live in the warehouse, so they hold across sessions and processes. Put th
 remote models in one Dagster ``pool`` so concurrent runs share the endpoint's limits.
 """
 
-from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
 import gc
-import json
 import logging
 import os
 import time
@@ -418,29 +417,6 @@ class _Budget:
         self.spent += actual
 
 
-class _ClientPool:
-    """Async SDK clients for one endpoint, used round-robin.
-
-    httpcore scans every pooled connection on each request; with 32 connections in one pool that
-    scan is a fifth of the client CPU per call. Shards of about 8 connections keep it small.
-    """
-
-    SHARD = 8
-
-    def __init__(self, provider: OpenAIProvider, concurrency: int) -> None:
-        n = max(1, -(-concurrency // self.SHARD))
-        self.clients = [provider.make_client() for _ in range(n)]
-        self._i = 0
-
-    def next(self) -> Any:
-        self._i = (self._i + 1) % len(self.clients)
-        return self.clients[self._i]
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-
 class _Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -577,7 +553,8 @@ class RouterSession:
             self._persist(task, remotes)
 
         final = [r for r in results if r is not None]
-        assert len(final) == len(tickets), "router lost a row"  # invariant: one result per ticket
+        if len(final) != len(tickets):  # pragma: no cover - the invariant every caller relies on
+            raise RuntimeError(f"router returned {len(final)} results for {len(tickets)} tickets")
         self._tally(final, batch_stats)
         self._session_spent += self._budget.spent
         self._budget.run_base += self._budget.spent
@@ -635,11 +612,11 @@ class RouterSession:
             else {}
         )
         cached = self._cache.get_many(k for k, _ in keys.values())
-        clients: dict[str, _ClientPool] = {}
+        clients: dict[str, Any] = {}  # one async SDK client per endpoint, created in this loop
         for name in chain:
             provider = self.remote[name]
             if provider.name not in clients and provider.has_key:
-                clients[provider.name] = _ClientPool(provider, min(self.config.concurrency, provider.endpoint.max_concurrency))
+                clients[provider.name] = provider.make_client()
         global_sem = asyncio.Semaphore(self.config.concurrency)
         endpoint_sems = {name: asyncio.Semaphore(ep.cfg.max_concurrency) for name, ep in self._endpoints.items()}
         # tickets are prepared (redacted, serialised) just in time, not all up front
@@ -647,7 +624,13 @@ class RouterSession:
 
         async def one(i: int, ticket: TicketInput) -> _Remote:
             async with admission:
-                return await chain_for(i, ticket)
+                try:
+                    return await chain_for(i, ticket)
+                except Exception as exc:  # noqa: BLE001 - a bug here must not sink the batch: local answers
+                    self.log.error(
+                        scrub(f"{task.value} {ticket.ticket_id}: router error {type(exc).__name__}: {exc}", self._secrets)
+                    )
+                    return _Remote(reason="router_error")
 
         async def chain_for(i: int, ticket: TicketInput) -> _Remote:
             rem = _Remote()
@@ -704,8 +687,8 @@ class RouterSession:
         try:
             return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tickets))))
         finally:
-            for pool in clients.values():
-                await pool.close()
+            for client in clients.values():
+                await client.close()
 
     async def _attempts(
         self,
@@ -755,7 +738,7 @@ class RouterSession:
                         if calls[0] > 1:
                             stats.retries += 1
                         try:
-                            outcome = await provider.acall(client.next(), call)
+                            outcome = await provider.acall(client, call)
                         except ProviderCallError as err:
                             actual = provider.model.price.cost(err.tokens_in, err.tokens_out)
                             self._budget.settle(est_cost, actual)

@@ -5,7 +5,6 @@ Asset DataFrames are stored as real tables a user can query. Partitioned assets 
 inserts the new ones in one transaction, so re-materializing never duplicates rows.
 """
 
-from __future__ import annotations
 
 import json
 import os
@@ -357,4 +356,5 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             partitions = list(context.asset_partition_keys)
         df = self.warehouse.read_table(table, partitions=partitions)
-        return df
+        # the partition column is a storage detail; assets see the rows as they returned them
+        return df.drop(columns=[PARTITION_COLUMN], errors="ignore")

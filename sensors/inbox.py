@@ -1,6 +1,5 @@
 """The inbox sensor: new batch files become dynamic partitions and triage runs."""
 
-from __future__ import annotations
 
 import json
 

@@ -36,8 +36,16 @@ def review_decision_sensor(context: dg.SensorEvaluationContext, warehouse: Wareh
     )
 
 
+def _root_cause(error) -> str:
+    """The message of the innermost cause (the user's exception, not Dagster's wrapper)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return (error.message or "").strip()
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
+    minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Writes one alert per failed run (run id, failed step, error) to the notifier and the audit log.",
 )
@@ -45,8 +53,10 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: Noti
     run = context.dagster_run
     steps = []
     for event in context.get_step_failure_events():
-        err = event.step_failure_data.error if event.step_failure_data else None
-        steps.append({"step": event.step_key or "", "error": err.message.strip() if err else ""})
+        data = event.step_failure_data
+        user = data.user_failure_data.description if data and data.user_failure_data else None
+        err = _root_cause(data.error) if data and data.error else ""
+        steps.append({"step": event.step_key or "", "error": user or err})
     alert = run_failure_alert(
         run_id=run.run_id,
         job_name=run.job_name,

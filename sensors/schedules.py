@@ -1,6 +1,5 @@
 """Recurring jobs: daily context refresh, daily KPIs, hourly catch-up of unenriched batches."""
 
-from __future__ import annotations
 
 import dagster as dg
 

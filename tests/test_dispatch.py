@@ -109,6 +109,9 @@ def test_dispatch_sends_auto_send_and_approved_replies_once_across_reruns(data_d
         table = res["warehouse"].read_table("dispatched_responses")
         assert set(table["ticket_id"]) == expected and table["time_to_resolution_hours"].gt(0).all()
         assert not any(p.suffix == ".tmp" for p in (data_dir / "outbox").iterdir())
+        kpis = res["warehouse"].read_table("kpi_review")
+        assert int(kpis["dispatched"].sum()) == len(expected) and int(kpis["decisions"].sum()) == 4
+        assert kpis["time_to_resolution_p50_hours"].notna().all() and (kpis["items_per_reviewer_hour"] > 0).any()
 
 
 CHILD = textwrap.dedent(

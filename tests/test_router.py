@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
 
-from resources.providers.base import CATEGORIES, PRIORITIES, Task, TicketInput
+from resources.providers.base import CATEGORIES, Task, TicketInput
 from resources.router import ModelRouter, ledger_spend
 from resources.routing_config import RoutingConfigError, load_config
 from resources.warehouse import Warehouse
@@ -460,7 +461,7 @@ def test_spend_check_blocks_a_partition_over_budget(local, tmp_path, warehouse):
     per_call = 0.001
     tickets = make_tickets(6)
 
-    def materialize(per_partition_usd: float, partition: str):
+    def materialize(instance, per_partition_usd: float, partition: str):
         @dg.asset(name="enriched_tickets", partitions_def=ticket_batches)
         def enriched_tickets(context: dg.AssetExecutionContext, router: ModelRouter, warehouse: Warehouse) -> None:
             session = router.session(
@@ -474,23 +475,32 @@ def test_spend_check_blocks_a_partition_over_budget(local, tmp_path, warehouse):
             config = budget_config(srv.url, per_call, per_run_usd=1.0, per_partition_usd=per_partition_usd)
             config["cache"] = {"enabled": False}
             router = router_for(tmp_path, config)
-            with dg.instance_for_test() as instance:
-                instance.add_dynamic_partitions("ticket_batches", [partition])
-                result = dg.materialize(
-                    [enriched_tickets, llm_spend_within_budget],
-                    partition_key=partition,
-                    instance=instance,
-                    resources={"router": router, "warehouse": warehouse},
-                    raise_on_error=False,
-                )
-        evaluation = result.get_asset_check_evaluations()[0]
+            instance.add_dynamic_partitions("ticket_batches", [partition])
+            result = dg.materialize(
+                [enriched_tickets, llm_spend_within_budget],
+                partition_key=partition,
+                instance=instance,
+                resources={"router": router, "warehouse": warehouse},
+                raise_on_error=False,
+            )
+        (evaluation,) = result.get_asset_check_evaluations()
         return result, evaluation
 
-    result, ok = materialize(per_partition_usd=0.01, partition="batch-a")
-    assert result.success and ok.passed
+    with dg.instance_for_test() as instance:
+        result, ok = materialize(instance, per_partition_usd=0.01, partition="batch-a")
+        result, over = materialize(instance, per_partition_usd=0.004, partition="batch-b")
+    assert ok.passed and ok.partition == "batch-a"
     assert ok.metadata["spend_usd"].value == pytest.approx(6 * per_call)
     assert ok.metadata["calls"].value == 6 and ok.metadata["budget_usd"].value == 0.01
-
-    result, over = materialize(per_partition_usd=0.004, partition="batch-b")
-    assert not over.passed and over.severity == dg.AssetCheckSeverity.ERROR
+    assert not over.passed and over.severity == dg.AssetCheckSeverity.ERROR and over.partition == "batch-b"
     assert over.metadata["spend_usd"].value == pytest.approx(6 * per_call)
+    assert over.metadata["budget_used_pct"].value == pytest.approx(150.0)
+
+    # run on its own later (another run id), the check reads the partition's stored cost_usd
+    from checks.spend import partition_spend
+
+    warehouse.replace_partition("enriched_tickets", pd.DataFrame({"ticket_id": ["a", "b"], "cost_usd": [0.003, 0.002]}),
+                                "batch-c")
+    later = partition_spend(warehouse, "batch-c", run_id="another-run", budget_usd=0.004)
+    assert later.source == "enriched_tickets.cost_usd" and later.spend.cost_usd == pytest.approx(0.005)
+    assert not later.passed

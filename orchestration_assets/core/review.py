@@ -172,8 +172,12 @@ def reason_counts(queue: pd.DataFrame) -> dict[str, int]:
 
 
 # ---- validation and recording ----------------------------------------------------------------
-def validate_decision(decision: ReviewDecision, routing: pd.DataFrame, reviewed: pd.DataFrame) -> pd.Series:
-    """The routing row the decision applies to; raises ``ReviewError`` saying what is wrong."""
+def validate_decision(decision: ReviewDecision, routing: pd.DataFrame, reviewed: pd.DataFrame,
+                      draft: str | None = "") -> pd.Series:
+    """The routing row the decision applies to; raises ``ReviewError`` saying what is wrong.
+
+    ``draft`` is the ticket's draft reply (None when enrichment produced none: it cannot be approved as is).
+    """
     tid = decision.ticket_id
     if not decision.reviewer:
         raise ReviewError("reviewer must not be empty: say who made the decision")
@@ -194,14 +198,19 @@ def validate_decision(decision: ReviewDecision, routing: pd.DataFrame, reviewed:
         p = prior.iloc[0]
         raise ReviewError(f"ticket {tid!r} already decided: {p['decision']} by {p['reviewer']} at {p['decided_at']}")
     action = decision.decision
+    if action is ReviewAction.approve and not (isinstance(draft, str) and draft.strip()):
+        raise ReviewError(f"ticket {tid!r} has no draft reply to approve; use edit_and_approve with a reply")
     if action is ReviewAction.edit_and_approve:
         if not decision.edited_reply:
             raise ReviewError("edit_and_approve needs edited_reply: the reply to send instead of the draft")
         from resources.redaction import find_pii
 
-        kinds = sorted({getattr(m, "kind", None) or getattr(m, "type", None) or str(m) for m in find_pii(decision.edited_reply)})
-        if kinds:
-            raise ReviewError(f"edited reply contains PII ({', '.join(map(str, kinds))}); remove it before approving")
+        found = list(find_pii(decision.edited_reply))
+        if found:
+            # name the kinds of PII, never the values (this message reaches logs and alerts)
+            kinds = sorted({str(m[0] if isinstance(m, tuple) else getattr(m, "kind", "")).lower() for m in found} - {""})
+            what = ", ".join(kinds) if kinds else f"{len(found)} item(s)"
+            raise ReviewError(f"edited reply contains PII ({what}); remove it before approving")
     elif decision.edited_reply:
         raise ReviewError(f"edited_reply is only used with edit_and_approve, not {action.value}")
     if action is ReviewAction.relabel:
@@ -251,7 +260,7 @@ def record_decision(warehouse: Warehouse, decision: ReviewDecision, *, run_id: s
     """
     routing = warehouse.read_table("routing_decisions")
     reviewed = read_review_decisions(warehouse)
-    row = validate_decision(decision, routing, reviewed)
+    row = validate_decision(decision, routing, reviewed, draft=_draft_of(warehouse, decision.ticket_id))
     record = {
         "ticket_id": decision.ticket_id,
         "decision": decision.decision.value,
@@ -280,6 +289,14 @@ def record_decision(warehouse: Warehouse, decision: ReviewDecision, *, run_id: s
     stored = {**record, "review_id": int(review_id), "reasons": json.loads(record["reasons"])}
     record_events(warehouse, review_audit_events(pd.DataFrame([stored])))
     return stored
+
+
+def _draft_of(warehouse: Warehouse, ticket_id: str) -> str | None:
+    if not warehouse.has_table("enriched_tickets"):
+        return None
+    tickets = warehouse.query("SELECT draft_reply FROM enriched_tickets WHERE ticket_id = :t", t=ticket_id)
+    drafts = [d for d in tickets["draft_reply"] if isinstance(d, str) and d.strip()]
+    return drafts[-1] if drafts else None
 
 
 def reconcile_audit(warehouse: Warehouse) -> int:
