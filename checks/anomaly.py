@@ -7,7 +7,6 @@ than a per-metric floor never count (a perfectly flat history would otherwise ma
 "infinitely" anomalous). With fewer than ``MIN_HISTORY`` earlier days the check passes and says so.
 """
 
-
 import math
 from dataclasses import asdict, dataclass
 from datetime import timedelta

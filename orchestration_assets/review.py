@@ -13,6 +13,7 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
+from resources.audit import record_events
 from resources.outbox import Outbox, read_ledger
 from resources.warehouse import Warehouse
 
@@ -20,6 +21,7 @@ from .core.review import (
     ReviewAction,
     ReviewError,
     backlog_stats,
+    dispatch_audit_events,
     dispatch_candidates,
     feedback_rows,
     kpi_review as compute_kpi_review,
@@ -154,10 +156,11 @@ def dispatched_responses(context: dg.AssetExecutionContext, warehouse: Warehouse
     df["time_to_resolution_hours"] = ttr.round(3)
     failed = ledger[ledger["status"] == "failed"]
     warehouse.replace_table("dispatched_responses", df)
+    audited = record_events(warehouse, dispatch_audit_events(df))  # also back-fills after a crash
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(df),
-            **numeric({**report.as_metadata(), "pending_retry": len(failed)}),
+            **numeric({**report.as_metadata(), "pending_retry": len(failed), "audit_events_added": audited}),
             "outbox": dg.MetadataValue.text(outbox.describe()),
             "by_source": counts_md(df["source"].value_counts().to_dict(), "source"),
             "this_run": preview_md(df[df["ticket_id"].isin(report.delivered + report.recovered)],

@@ -1,6 +1,5 @@
 """Review and monitoring sensors: dispatch on new review decisions, alert on failed runs."""
 
-
 import dagster as dg
 
 from orchestration_assets.core.review import read_review_decisions

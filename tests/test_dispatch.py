@@ -16,6 +16,7 @@ import pytest
 
 from orchestration_assets.core.review import dispatch_candidates, read_review_decisions
 from orchestration_assets.review import dispatch_job, no_failed_deliveries, review_assets
+from resources.audit import read_audit
 from resources.outbox import Dispatcher, read_ledger
 from tests.test_review import decide, pending_ids, review_resources, seed_triage_tables
 
@@ -109,6 +110,9 @@ def test_dispatch_sends_auto_send_and_approved_replies_once_across_reruns(data_d
         table = res["warehouse"].read_table("dispatched_responses")
         assert set(table["ticket_id"]) == expected and table["time_to_resolution_hours"].gt(0).all()
         assert not any(p.suffix == ".tmp" for p in (data_dir / "outbox").iterdir())
+        audit = read_audit(res["warehouse"], event_type="dispatch")
+        assert sorted(audit["ticket_id"]) == sorted(expected)  # one dispatch event per reply, after 3 runs
+        assert audit.set_index("ticket_id").loc[ids[0], "decision"] == "approve"
         kpis = res["warehouse"].read_table("kpi_review")
         assert int(kpis["dispatched"].sum()) == len(expected) and int(kpis["decisions"].sum()) == 4
         assert kpis["time_to_resolution_p50_hours"].notna().all() and (kpis["items_per_reviewer_hour"] > 0).any()

@@ -251,7 +251,7 @@ def test_new_challenger_sensor_requests_one_evaluation(resources, trained, insta
         assert isinstance(new_challenger_sensor(ctx), dg.SkipReason)
 
 
-ENRICH_KEYS = ("batch-a.csv", "batch-b.csv")
+ENRICH_KEYS = ("batch-a.csv", "batch-b.jsonl")
 
 
 def test_enriched_rows_carry_the_champion_version_across_a_promotion(resources, trained, data_dir, instance):
@@ -293,3 +293,39 @@ def test_enriched_rows_carry_the_champion_version_across_a_promotion(resources, 
     assert kpi.loc[boot.version, "tickets"] == len(first) and kpi.loc[trained["weak"], "tickets"] == len(second)
     assert kpi["quality_source"].eq("label_category").all()
     assert kpi.loc[trained["weak"], "promoted_at"] is not None
+
+
+def test_llm_judge_scores_drafts_when_an_llm_is_configured(trained, model_dir):
+    """A real OpenAI-compatible server as judge: it grades drafts that cite an article 5/5, others 2/5."""
+    from resources.evaluation import evaluate_provider
+    from resources.providers.openai import OpenAIProvider
+    from resources.routing_config import EndpointConfig, ModelConfig
+    from tests.openai_server import OpenAICompatServer
+
+    class JudgeServer(OpenAICompatServer):
+        def answer_content(self, rec):
+            if rec.task == "judge_draft":
+                cites = bool(rec.user_payload.get("articles")) and "help.example.com" in rec.user_payload["draft"]
+                return {"score": 5 if cites else 2, "reason": "grounded" if cites else "no article"}
+            return super().answer_content(rec)
+
+    golden = split_golden(load_labelled())[1].head(6)
+    provider = LocalModelStore(model_dir=str(model_dir)).provider(trained["full"])
+    with JudgeServer() as server:
+        judge = OpenAIProvider(ModelConfig(endpoint="judge", model="judge-model"),
+                               EndpointConfig(base_url=server.url, api_key_required=False), api_key=None)
+        with_kb = evaluate_provider(provider, golden, retrieved=[[_article()] for _ in range(len(golden))],
+                                    judge=judge)
+        without_kb = evaluate_provider(provider, golden, retrieved=None, judge=judge)
+        judged = [r for r in server.chat_requests if r.task == "judge_draft"]
+    assert with_kb.llm_judge_score == 1.0 and without_kb.llm_judge_score == 0.25
+    assert len(judged) == 2 * len(golden)
+    assert all("@" not in r.user_payload["ticket"] for r in judged)  # ticket text is redacted for the judge
+    assert without_kb.rubric_breakdown["cites_article"] == 0.0 and with_kb.rubric_breakdown["cites_article"] == 1.0
+
+
+def _article():
+    from resources.providers.base import KBArticle
+
+    return KBArticle(article_id="KB-013", title="Refund policy", body="Refunds are paid within 5 days.",
+                     category="refund", url="https://help.example.com/articles/refund/refund-policy")

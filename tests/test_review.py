@@ -342,4 +342,6 @@ def test_the_real_triage_graph_feeds_the_queue_and_dispatch(test_resources, data
     assert len(files) == len(auto_sent) + 1
     assert tid not in set(wh.read_table("review_queue")["ticket_id"])
     trail = read_audit(wh, ticket_id=tid)
-    assert trail["event_type"].tolist() == ["routing_decision", "review_decision"]
+    assert trail["event_type"].tolist() == ["routing_decision", "review_decision", "dispatch"]
+    assert trail["actor"].tolist() == ["policy", "alice", "dispatcher"]
+    assert len(read_audit(wh, event_type="dispatch")) == len(auto_sent) + 1

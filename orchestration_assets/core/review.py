@@ -356,6 +356,34 @@ def dispatch_candidates(routing: pd.DataFrame, enriched: pd.DataFrame, reviewed:
     return out.sort_values(["approved_at", "ticket_id"]).reset_index(drop=True)
 
 
+def dispatch_audit_events(delivered: pd.DataFrame) -> pd.DataFrame:
+    """One ``dispatch`` audit event per delivered reply (natural key per ticket: recorded once, ever).
+
+    ``delivered`` has the ledger's columns (ticket_id, source, run_id, delivered_at, file_path,
+    webhook_status, attempts) joined with the dispatch candidates (approved_by, model_version).
+    """
+    if delivered.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "event_type": "dispatch",
+            "ticket_id": delivered["ticket_id"],
+            "decision": delivered["source"].fillna("unknown"),
+            "reasons": [[] for _ in range(len(delivered))],
+            "actor": "dispatcher",
+            "model_version": delivered.get("model_version"),
+            "run_id": delivered["run_id"],
+            "details": [
+                {"approved_by": _str_or_none(r.get("approved_by")), "webhook_status": _str_or_none(r.get("webhook_status")),
+                 "file": _str_or_none(r.get("file_path")), "attempts": _str_or_none(r.get("attempts"))}
+                for r in delivered.to_dict(orient="records")
+            ],
+            "natural_key": [natural_key("dispatch", t, "delivered") for t in delivered["ticket_id"]],
+            "recorded_at": delivered["delivered_at"],
+        }
+    )
+
+
 # ---- review KPIs ------------------------------------------------------------------------------
 @dataclass
 class BacklogStats:
