@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import dagster as dg
+
+# Partitioned asset checks and freshness policies are Dagster preview/beta features this code
+# location uses on purpose; their warnings would repeat on every load.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from checks.anomaly import anomaly_checks, with_freshness_policies
 from checks.data_quality import data_quality_checks

@@ -19,11 +19,17 @@ DAGSTER_YAML = """\
 # For PostgreSQL run/event storage and other executors see README "Production".
 telemetry:
   enabled: false
+freshness:
+  enabled: true
 concurrency:
   pools:
     granularity: op
     default_limit: 4
 """
+
+
+# step-by-step DEBUG events go to the run's log in the UI; the terminal shows warnings and errors
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def ensure_dagster_home() -> Path:
@@ -61,15 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     if new:
         instance.add_dynamic_partitions(ticket_batches.name, new)
 
-    job = defs.resolve_job_def("triage_job")
     failed = []
+    # models first: train the local classifier, evaluate it on the golden set, promote it through the gates
+    if args.force or not instance.get_latest_materialization_event(dg.AssetKey("triage_classifier")):
+        t0 = time.perf_counter()
+        result = defs.resolve_job_def("model_training_job").execute_in_process(
+            instance=instance, tags={"launched_by": "quickstart"}, raise_on_error=False, run_config=QUIET
+        )
+        print(f"  models: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
+        if not result.success:
+            failed.append("model_training_job")
+
+    job = defs.resolve_job_def("triage_job")
     for key in keys:
         if not args.force and _already_done(instance, key):
             print(f"  {key}: already materialized, skipped (use --force to re-run)")
             continue
         t0 = time.perf_counter()
         result = job.execute_in_process(
-            partition_key=key, instance=instance, tags={"launched_by": "quickstart"}, raise_on_error=False
+            partition_key=key,
+            instance=instance,
+            tags={"launched_by": "quickstart"},
+            raise_on_error=False,
+            run_config=QUIET,
         )
         status = "ok" if result.success else "FAILED"
         print(f"  {key}: {status} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
@@ -78,8 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"triage failed for {failed}; open the runs in the UI for the failing step", file=sys.stderr)
         return 1
+    _summary(defs)
     print("done: start the UI with `dagster dev` (make run does it) and open http://127.0.0.1:3000")
     return 0
+
+
+def _summary(defs) -> None:
+    """What the workflow produced, read back from the warehouse."""
+    wh = defs.resources["warehouse"]
+    counts = {t: wh.count_rows(t) for t in ("raw_tickets", "quarantined_tickets", "enriched_tickets", "routing_decisions", "audit_log")}
+    print("warehouse " + wh.display_url + ": " + ", ".join(f"{t}={n}" for t, n in counts.items()))
+    if counts["routing_decisions"]:
+        d = wh.query("SELECT decision, COUNT(*) AS n FROM routing_decisions GROUP BY decision ORDER BY decision")
+        print("decisions: " + ", ".join(f"{r.decision}={r.n}" for r in d.itertuples()))
 
 
 def _already_done(instance, key: str) -> bool:

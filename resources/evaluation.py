@@ -376,7 +376,8 @@ def promotion_gates(
     gates.append(Gate(
         GATE_NAMES[1], not collapsed,
         ("; ".join(collapsed) if collapsed else
-         f"every class recall >= {t.min_class_recall:.2f} and within {t.max_class_recall_drop:.2f} of the champion"),
+         f"every class recall >= {t.min_class_recall:.2f}"
+         + (f" and within {t.max_class_recall_drop:.2f} of the champion" if base_recall else "")),
         {"challenger_recall": recall, "champion_recall": base_recall},
     ))
 

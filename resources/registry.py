@@ -391,26 +391,17 @@ class ModelRegistry:
         ``expected_champion``: the champion the decision was based on (e.g. the one the evaluation
         compared against, ``None`` for "there was none"). If the champion is a different version by
         the time the promotion commits, :class:`PromotionConflict` is raised and nothing changes.
-        Two concurrent promotions of a task cannot both win: the partial unique index refuses a
-        second champion row, and the loser gets :class:`PromotionConflict`.
+
+        The swap is a compare-and-set in the database: the old champion row is retired by an
+        ``UPDATE ... WHERE version = <expected>`` that must hit exactly one row, and the partial
+        unique index refuses a second champion row. So two concurrent promotions cannot both win,
+        whatever the isolation level or SQLite journal mode; the loser gets :class:`PromotionConflict`.
         """
         actor = actor or default_actor()
         try:
             with orm.Session(self.engine) as s, s.begin():
                 self._require_version(s, task, version)
-                current = s.scalar(
-                    sa.select(ModelAlias).where(ModelAlias.task == task, ModelAlias.alias == CHAMPION).with_for_update()
-                )
-                current_version = current.version if current else None
-                if expected_champion is not _UNSET and current_version != expected_champion:
-                    raise PromotionConflict(
-                        f"{task}: champion is {current_version or 'none'} but the promotion of {version} was "
-                        f"decided against {expected_champion or 'none'}; re-evaluate before promoting"
-                    )
-                if current_version == version:
-                    return current_version
-                self._move_alias(s, task, version, CHAMPION, actor, reason, evaluation_id)
-                return current_version
+                return self._swap_champion(s, task, version, actor, reason, evaluation_id, expected_champion)
         except sa.exc.IntegrityError as exc:
             raise PromotionConflict(
                 f"{task}: another promotion committed first; {version} was not made champion ({exc.orig})"
@@ -425,33 +416,78 @@ class ModelRegistry:
         The history keeps every row; the rollback is one more.
         """
         actor = actor or default_actor()
-        with orm.Session(self.engine) as s, s.begin():
-            current = s.scalar(
-                sa.select(ModelAlias).where(ModelAlias.task == task, ModelAlias.alias == CHAMPION).with_for_update()
-            )
-            current_version = current.version if current else None
-            target = to_version
-            if target is None:
-                last = s.scalar(
-                    sa.select(AliasHistory)
-                    .where(
-                        AliasHistory.task == task,
-                        AliasHistory.alias == CHAMPION,
-                        AliasHistory.to_version == current_version,
-                        AliasHistory.from_version.is_not(None),
-                    )
-                    .order_by(AliasHistory.id.desc())
-                    .limit(1)
+        try:
+            with orm.Session(self.engine) as s, s.begin():
+                current_version = s.scalar(
+                    sa.select(ModelAlias.version).where(ModelAlias.task == task, ModelAlias.alias == CHAMPION)
                 )
-                if last is None or current_version is None:
-                    raise RegistryError(f"{task}: no previous champion to roll back to (champion: {current_version or 'none'})")
-                target = last.from_version
-            self._require_version(s, task, target)
-            if target == current_version:
-                raise RegistryError(f"{task}: {target} is already the champion")
-            why = reason or f"rollback from {current_version or 'none'} to {target}"
-            self._move_alias(s, task, target, CHAMPION, actor, why, None)
-            return current_version, target
+                target = to_version
+                if target is None:
+                    last = s.scalar(
+                        sa.select(AliasHistory)
+                        .where(
+                            AliasHistory.task == task,
+                            AliasHistory.alias == CHAMPION,
+                            AliasHistory.to_version == current_version,
+                            AliasHistory.from_version.is_not(None),
+                        )
+                        .order_by(AliasHistory.id.desc())
+                        .limit(1)
+                    )
+                    if last is None or current_version is None:
+                        raise RegistryError(
+                            f"{task}: no previous champion to roll back to (champion: {current_version or 'none'})"
+                        )
+                    target = last.from_version
+                self._require_version(s, task, target)
+                if target == current_version:
+                    raise RegistryError(f"{task}: {target} is already the champion")
+                why = reason or f"rollback from {current_version or 'none'} to {target}"
+                self._swap_champion(s, task, target, actor, why, None, current_version)
+                return current_version, target
+        except sa.exc.IntegrityError as exc:
+            raise PromotionConflict(f"{task}: another champion change committed first; rollback not applied") from exc
+
+    def _swap_champion(
+        self, s: orm.Session, task: str, version: str, actor: str, reason: str, evaluation_id: str | None,
+        expected: str | None,
+    ) -> str | None:
+        current = s.scalar(sa.select(ModelAlias.version).where(ModelAlias.task == task, ModelAlias.alias == CHAMPION))
+        if expected is _UNSET:
+            expected = current
+        elif current != expected:
+            raise PromotionConflict(
+                f"{task}: champion is {current or 'none'} but the promotion of {version} was "
+                f"decided against {expected or 'none'}; re-evaluate before promoting"
+            )
+        if expected == version:
+            return expected
+        now = _now()
+        if expected is not None:
+            retired = s.execute(
+                sa.update(ModelAlias)
+                .where(ModelAlias.task == task, ModelAlias.alias == CHAMPION, ModelAlias.version == expected)
+                .values(alias=RETIRED, updated_by=actor, updated_at=now,
+                        reason=f"replaced as champion by {version}: {reason}")
+                .execution_options(synchronize_session=False)
+            )
+            if retired.rowcount != 1:  # someone changed the champion between our read and this write
+                raise PromotionConflict(
+                    f"{task}: champion is no longer {expected}; the promotion of {version} was "
+                    f"decided against {expected}; re-evaluate before promoting"
+                )
+            s.add(AliasHistory(task=task, alias=RETIRED, from_version=None, to_version=expected, actor=actor,
+                               reason=f"replaced as champion by {version}: {reason}", evaluation_id=evaluation_id,
+                               recorded_at=now))
+        own = s.scalar(sa.select(ModelAlias).where(ModelAlias.task == task, ModelAlias.version == version))
+        if own is None:
+            s.add(ModelAlias(task=task, version=version, alias=CHAMPION, updated_by=actor, updated_at=now, reason=reason))
+        else:
+            own.alias, own.updated_by, own.updated_at, own.reason = CHAMPION, actor, now, reason
+        s.flush()  # a second champion row fails here, on the partial unique index
+        s.add(AliasHistory(task=task, alias=CHAMPION, from_version=expected, to_version=version, actor=actor,
+                           reason=reason, evaluation_id=evaluation_id, recorded_at=now))
+        return expected
 
     def history(self, task: str | None = None) -> pd.DataFrame:
         stmt = sa.select(AliasHistory.__table__).order_by(AliasHistory.id)

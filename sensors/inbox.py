@@ -32,17 +32,21 @@ def _load_cursor(cursor: str | None) -> set[str]:
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: TicketInbox):
     seen = _load_cursor(context.cursor)
-    files = [p for p in inbox.batch_files() if p.name not in seen]
+    # a file whose partition is already registered was handed over by someone else (the
+    # quickstart, a user in the UI, an earlier deployment of this sensor): not processed again
+    registered = set(context.instance.get_dynamic_partitions(ticket_batches.name))
+    files = [p for p in inbox.batch_files() if p.name not in seen and p.name not in registered]
     if not files:
-        return dg.SkipReason(f"no new batch files in {inbox.directory}")
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"no new batch files in {inbox.directory}"),
+            cursor=json.dumps({"seen": sorted(seen | {p.name for p in inbox.batch_files()})}),
+        )
     files = files[:MAX_FILES_PER_TICK]
     new_keys = [p.name for p in files]
-    existing = set(context.instance.get_dynamic_partitions(ticket_batches.name))
-    to_add = [k for k in new_keys if k not in existing]
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(partition_key=key, run_key=f"inbox:{key}", tags={"inbox_file": key}) for key in new_keys
         ],
-        dynamic_partitions_requests=[ticket_batches.build_add_request(to_add)] if to_add else [],
+        dynamic_partitions_requests=[ticket_batches.build_add_request(new_keys)],
         cursor=json.dumps({"seen": sorted(seen | set(new_keys))}),
     )

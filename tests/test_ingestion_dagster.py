@@ -80,7 +80,8 @@ def test_inbox_sensor_registers_new_files_once(test_resources, data_dir, instanc
 
     # same files, next tick: nothing to do
     ctx2 = dg.build_sensor_context(instance=instance, resources=res, cursor=cursor)
-    assert isinstance(inbox_sensor(ctx2), dg.SkipReason)
+    idle = inbox_sensor(ctx2)
+    assert not idle.run_requests and idle.skip_reason is not None
 
     # a new file: only it is requested
     copy_sample_file(inbox, "batch-2026-11-25.csv")
@@ -88,6 +89,17 @@ def test_inbox_sensor_registers_new_files_once(test_resources, data_dir, instanc
     result3 = inbox_sensor(ctx3)
     assert [r.partition_key for r in result3.run_requests] == ["batch-2026-11-25.csv"]
     assert list(result3.dynamic_partitions_requests[0].partition_keys) == ["batch-2026-11-25.csv"]
+
+
+def test_inbox_sensor_leaves_batches_registered_elsewhere_alone(test_resources, data_dir, instance):
+    """After the quickstart ran the sample batches, a fresh sensor (empty cursor) does not re-run them."""
+    inbox = data_dir / "inbox"
+    copy_sample_file(inbox, "batch-2026-11-23.csv")
+    copy_sample_file(inbox, "batch-2026-11-24.jsonl")
+    instance.add_dynamic_partitions(ticket_batches.name, ["batch-2026-11-23.csv"])
+    ctx = dg.build_sensor_context(instance=instance, resources={"inbox": test_resources["inbox"]})
+    result = inbox_sensor(ctx)
+    assert [r.partition_key for r in result.run_requests] == ["batch-2026-11-24.jsonl"]
 
 
 def test_definitions_load_without_heavy_imports():

@@ -48,11 +48,11 @@ def assert_checks_passed(server: DagsterServer, asset: str, run_id: str, partiti
     return results
 
 
-def test_ingest_job_over_graphql_materializes_the_batch_and_evaluates_its_data_checks(server):
+def test_triage_job_over_graphql_runs_the_whole_graph_and_evaluates_its_checks(server):
     started = time.monotonic()
     key = drop_batch(server)
 
-    run_id = server.run_job_for_partition("ingest_job", key, run_config=IN_PROCESS, timeout=150)
+    run_id = server.run_job_for_partition("triage_job", key, run_config=IN_PROCESS, timeout=200)
 
     assert key in server.dynamic_partitions("raw_tickets")
     mats = [m for m in server.asset_materializations("raw_tickets", partition=key) if m.run_id == run_id]
@@ -73,4 +73,22 @@ def test_ingest_job_over_graphql_materializes_the_batch_and_evaluates_its_data_c
         assert any(m.run_id == run_id for m in server.asset_materializations(asset)), asset
         assert_checks_passed(server, asset, run_id)
 
-    print(f"e2e ingest over GraphQL: {time.monotonic() - started:.1f}s after server start")
+    # enrichment: every valid ticket enriched or failed with a reason; blocking guardrails passed
+    (enriched,) = [m for m in server.asset_materializations("enriched_tickets", partition=key) if m.run_id == run_id]
+    em = enriched.metadata
+    assert em["rows_in"] == md["rows_ok"] == em["rows_enriched"] + em["rows_failed"]
+    guard = assert_checks_passed(server, "enriched_tickets", run_id, partition=key)
+    assert {"labels_in_allowed_set", "drafts_free_of_pii", "drafts_do_not_echo_injection",
+            "failure_rate_below_threshold", "llm_spend_within_budget"} <= set(guard)
+
+    # routing, audit and KPIs ran after the guardrails, in the same run
+    (routed,) = [m for m in server.asset_materializations("routing_decisions", partition=key) if m.run_id == run_id]
+    rm = routed.metadata
+    assert rm["auto_send"] + rm["human_review"] + rm["escalate"] == em["rows_in"]
+    (audit,) = [m for m in server.asset_materializations("audit_log", partition=key) if m.run_id == run_id]
+    assert audit.metadata["rows_inserted"] == em["rows_in"]
+    kpi = [m for m in server.asset_materializations("kpi_daily") if m.run_id == run_id]
+    assert kpi and kpi[0].metadata["tickets"] == em["rows_in"]
+    assert abs(kpi[0].metadata["automation_rate"] - rm["auto_send"] / em["rows_in"]) < 1e-9
+
+    print(f"e2e triage over GraphQL: {time.monotonic() - started:.1f}s after server start")
