@@ -25,6 +25,7 @@ from resources.registry import ModelRegistryResource
 from resources.router import ModelRouter
 from resources.sources import ContextSources, TicketInbox
 from resources.warehouse import Warehouse, WarehouseIOManager
+from sensors.automation import automation_sensor
 from sensors.inbox import inbox_sensor
 from sensors.registry import registry_schedules, registry_sensors
 from sensors.review import review_sensors
@@ -80,7 +81,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         asset_checks=[*data_quality_checks, *guardrail_checks, llm_spend_within_budget, *review.review_checks,
                       *anomaly_checks, *promotion_checks],
         jobs=jobs,
-        sensors=[inbox_sensor, *review_sensors, *registry_sensors],
+        sensors=[inbox_sensor, automation_sensor, *review_sensors, *registry_sensors],
         schedules=[*schedules, *registry_schedules],
         resources={**review_resources(), **_registry_for(resources), **resources} if resources is not None else build_resources(),
     )

@@ -74,6 +74,9 @@ def review_decisions(warehouse: Warehouse) -> dg.MaterializeResult:
     owners=OWNERS,
     code_version="1",
     deps=["routing_decisions", "enriched_tickets", review_decisions],
+    # follows new routing decisions and reviewer decisions however they were materialized
+    # (a triage run, a dispatch run, or a user re-routing one batch from the UI)
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def review_queue(warehouse: Warehouse) -> dg.MaterializeResult:
     """Items waiting for a reviewer, oldest first: one row per human_review / escalate ticket not yet decided.

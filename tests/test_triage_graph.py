@@ -99,3 +99,21 @@ def test_audit_log_refuses_updates_and_deletes(triage):
         with wh.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE audit_log SET decision = 'auto_send'")
     assert len(read_audit(wh, partition=KEY)) > 0
+
+
+def test_review_queue_follows_a_re_routed_batch_by_itself(triage, instance, test_resources):
+    """A user re-materializes routing_decisions alone (e.g. after a policy change): the queue follows."""
+    run, _ = triage
+    defs = build_definitions(test_resources)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    run()
+    after_triage = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert after_triage.total_requested == 0  # the triage run already refreshed the queue
+
+    reroute = dg.define_asset_job("reroute", selection=["routing_decisions"], partitions_def=ticket_batches)
+    dg.Definitions.merge(defs, dg.Definitions(jobs=[reroute])).resolve_job_def("reroute").execute_in_process(
+        partition_key=KEY, instance=instance
+    )
+    after_reroute = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after_triage.cursor)
+    assert after_reroute.get_requested_partitions(dg.AssetKey("review_queue")) == {None}
+    assert after_reroute.total_requested == 1
