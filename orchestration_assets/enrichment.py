@@ -82,7 +82,13 @@ def _task_output(df: pd.DataFrame, prefix: str, session: RouterSession, preview_
     )
 
 
-@dg.asset(kinds={"python", "scikit-learn"}, code_version="1", **_specialist)
+@dg.asset(
+    kinds={"python", "scikit-learn"},
+    code_version="1",
+    # the classify champion answers; the edge puts the model registry into the tickets' lineage
+    deps=[dg.AssetKey("champion_model")],
+    **_specialist,
+)
 def ticket_classifications(
     context: dg.AssetExecutionContext,
     raw_tickets: pd.DataFrame,
