@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from .warehouse import Warehouse
+from .warehouse import Warehouse, make_append_only
 
 AUDIT_TABLE = "audit_log"
 
@@ -41,28 +41,10 @@ audit_table = sa.Table(
 
 COLUMNS = [c.name for c in audit_table.columns if c.name != "audit_id"]
 
-_SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS {AUDIT_TABLE}_no_update BEFORE UPDATE ON {AUDIT_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{AUDIT_TABLE} is append-only'); END""",
-    f"""CREATE TRIGGER IF NOT EXISTS {AUDIT_TABLE}_no_delete BEFORE DELETE ON {AUDIT_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{AUDIT_TABLE} is append-only'); END""",
-]
-_PG_TRIGGERS = [
-    f"""CREATE OR REPLACE FUNCTION {AUDIT_TABLE}_append_only() RETURNS trigger AS $$
-        BEGIN RAISE EXCEPTION '{AUDIT_TABLE} is append-only'; END; $$ LANGUAGE plpgsql""",
-    f"DROP TRIGGER IF EXISTS {AUDIT_TABLE}_append_only ON {AUDIT_TABLE}",
-    f"""CREATE TRIGGER {AUDIT_TABLE}_append_only BEFORE UPDATE OR DELETE ON {AUDIT_TABLE}
-        FOR EACH ROW EXECUTE FUNCTION {AUDIT_TABLE}_append_only()""",
-]
-
-
 def ensure_audit_table(warehouse: Warehouse) -> None:
     with warehouse.engine.begin() as conn:
         metadata.create_all(conn, tables=[audit_table], checkfirst=True)
-        statements = _PG_TRIGGERS if conn.dialect.name == "postgresql" else _SQLITE_TRIGGERS
-        if conn.dialect.name in ("sqlite", "postgresql"):
-            for stmt in statements:
-                conn.exec_driver_sql(stmt)
+        make_append_only(conn, AUDIT_TABLE)
 
 
 def natural_key(event_type: str, ticket_id: Any, decision: str, *parts: Any) -> str:

@@ -34,7 +34,7 @@ from pydantic import Field
 from sqlalchemy import orm
 
 from .providers.base import content_hash
-from .warehouse import Warehouse
+from .warehouse import Warehouse, make_append_only
 
 CHAMPION, CHALLENGER, RETIRED = "champion", "challenger", "retired"
 ALIASES = (CHAMPION, CHALLENGER, RETIRED)
@@ -141,20 +141,6 @@ class Evaluation(Base):
 
 
 HISTORY_TABLE = AliasHistory.__tablename__
-_SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS {HISTORY_TABLE}_no_update BEFORE UPDATE ON {HISTORY_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{HISTORY_TABLE} is append-only'); END""",
-    f"""CREATE TRIGGER IF NOT EXISTS {HISTORY_TABLE}_no_delete BEFORE DELETE ON {HISTORY_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{HISTORY_TABLE} is append-only'); END""",
-]
-_PG_TRIGGERS = [
-    f"""CREATE OR REPLACE FUNCTION {HISTORY_TABLE}_append_only() RETURNS trigger AS $$
-        BEGIN RAISE EXCEPTION '{HISTORY_TABLE} is append-only'; END; $$ LANGUAGE plpgsql""",
-    f"DROP TRIGGER IF EXISTS {HISTORY_TABLE}_append_only ON {HISTORY_TABLE}",
-    f"""CREATE TRIGGER {HISTORY_TABLE}_append_only BEFORE UPDATE OR DELETE ON {HISTORY_TABLE}
-        FOR EACH ROW EXECUTE FUNCTION {HISTORY_TABLE}_append_only()""",
-]
-
 _SCHEMA_READY: set[str] = set()
 _SCHEMA_LOCK = threading.Lock()
 
@@ -174,12 +160,7 @@ def ensure_schema(engine: sa.Engine) -> None:
                     if col.name not in existing:
                         col_type = col.type.compile(dialect=conn.dialect)
                         conn.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {col_type}'))
-            if conn.dialect.name == "postgresql":
-                for stmt in _PG_TRIGGERS:
-                    conn.exec_driver_sql(stmt)
-            elif conn.dialect.name == "sqlite":
-                for stmt in _SQLITE_TRIGGERS:
-                    conn.exec_driver_sql(stmt)
+            make_append_only(conn, HISTORY_TABLE)
         _SCHEMA_READY.add(key)
 
 

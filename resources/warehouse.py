@@ -78,6 +78,29 @@ def _make_engine(url: str) -> sa.Engine:
     return engine
 
 
+def make_append_only(conn: sa.Connection, table: str) -> None:
+    """Database triggers that refuse UPDATE and DELETE on ``table`` (SQLite and PostgreSQL).
+
+    For history tables (audit log, model alias history): rows can be added, never rewritten.
+    """
+    if conn.dialect.name == "sqlite":
+        for op in ("update", "delete"):
+            conn.exec_driver_sql(
+                f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table}
+                BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+            )
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"""CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION '{table} is append-only'; END; $$ LANGUAGE plpgsql"""
+        )
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+        conn.exec_driver_sql(
+            f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"""
+        )
+
+
 def redact_url(url: str) -> str:
     """The URL with its password hidden, for logs and metadata."""
     return sa.make_url(url).render_as_string(hide_password=True)
