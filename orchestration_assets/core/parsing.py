@@ -209,26 +209,13 @@ def _validate(record: dict[str, Any]) -> tuple[dict[str, Any], list[_Problem]]:
         else:
             out["created_at"] = ts
 
-    channel = out.get("channel")
-    if channel:
-        channel = channel.lower()
-        if channel not in CHANNELS:
-            problems.append(_Problem("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}"))
-        out["channel"] = channel
-
-    priority = out.get("priority")
-    if priority:
-        priority = priority.lower()
-        if priority not in PRIORITIES:
-            problems.append(_Problem("priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}"))
-        out["priority"] = priority
-
-    category = out.get("category")
-    if category:
-        category = category.lower()
-        if category not in CATEGORIES:
-            problems.append(_Problem("category", f"{category!r} is not one of {', '.join(CATEGORIES)}"))
-        out["category"] = category
+    for name, allowed in (("channel", CHANNELS), ("priority", PRIORITIES), ("category", CATEGORIES)):
+        value = out.get(name)
+        if value:
+            value = value.lower()
+            if value not in allowed:
+                problems.append(_Problem(name, f"{value!r} is not one of {', '.join(allowed)}"))
+            out[name] = value
 
     body = out.get("body")
     if body is not None:
