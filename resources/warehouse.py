@@ -9,14 +9,12 @@ inserts the new ones in one transaction, so re-materializing never duplicates ro
 import json
 import os
 import threading
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import PrivateAttr
 
 PARTITION_COLUMN = "_partition"
 SCHEMA_TABLE = "_column_types"
@@ -185,39 +183,14 @@ class Warehouse(dg.ConfigurableResource):
             self._insert(conn, table, df)
         return len(df)
 
-    def append_new(self, table: str, df: pd.DataFrame, key: Sequence[str]) -> int:
-        """Insert only the rows whose natural ``key`` is not in the table yet; never update or delete.
-
-        Returns the number of rows inserted. This is how append-only logs stay idempotent.
-        """
-        if df.empty:
-            return 0
-        df = df.drop_duplicates(subset=list(key), keep="first")
-        with self.engine.begin() as conn:
-            self._ensure_table(conn, table, df, unique_key=key)
-            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            existing = pd.read_sql(sa.select(*[tbl.c[k] for k in key]), conn)
-            if not existing.empty:
-                existing_keys = set(map(tuple, existing.astype(str).to_numpy().tolist()))
-                mask = [tuple(row) not in existing_keys for row in df[list(key)].astype(str).to_numpy().tolist()]
-                df = df[mask]
-            if not df.empty:
-                self._insert(conn, table, df)
-        return len(df)
-
     # ---- schema helpers --------------------------------------------------------------------
-    def _ensure_table(
-        self, conn: sa.Connection, table: str, df: pd.DataFrame, unique_key: Sequence[str] | None = None
-    ) -> None:
+    def _ensure_table(self, conn: sa.Connection, table: str, df: pd.DataFrame) -> None:
         """Create the table from ``df``'s columns or add the columns it is missing."""
         insp = sa.inspect(conn)
         if not insp.has_table(table):
             meta = sa.MetaData()
             cols = [sa.Column(name, _sql_type(df[name])) for name in df.columns]
-            constraints = []
-            if unique_key:
-                constraints.append(sa.UniqueConstraint(*unique_key, name=f"uq_{table}_natural_key"))
-            t = sa.Table(table, meta, *cols, *constraints)
+            t = sa.Table(table, meta, *cols)
             if PARTITION_COLUMN in df.columns:
                 sa.Index(f"ix_{table}_partition", t.c[PARTITION_COLUMN])
             meta.create_all(conn)
