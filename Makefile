@@ -9,9 +9,12 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup materialize serve bench clean
+.PHONY: run test setup materialize serve bench conformance clean
 
+# PYTHONDONTWRITEBYTECODE may be set (it is on the CI machines): compile the project's own modules so the
+# code location does not recompile them on every load (unchanged files are skipped)
 setup: $(STAMP)
+	@$(PY) -m compileall -q orchestration_assets resources checks sensors >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
-# Set up, run the whole triage workflow on the bundled sample data, then serve the UI.
+# Set up, run every family's workflow on its bundled sample data, then serve the UI.
 run: setup materialize serve
 
 materialize: setup
@@ -28,13 +31,18 @@ materialize: setup
 serve: setup
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
-# Set up and run the whole test suite (unit, Dagster-level and end-to-end).
+# Set up and run the whole test suite (unit, Dagster-level, conformance and end-to-end).
 test: setup
 	$(PY) -m pytest
 
 bench: setup
 	$(PY) bench/enrichment.py
 	$(PY) bench/router.py
+
+# The governance guarantees on a defs folder: make conformance DEFS=path/to/defs
+DEFS ?= orchestration_assets/defs
+conformance: setup
+	$(PY) -m pytest tests/conformance --defs $(DEFS)
 
 clean:
 	rm -rf data .dagster_home

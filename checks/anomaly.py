@@ -1,4 +1,4 @@
-"""KPI anomaly checks on `kpi_daily`, and freshness policies for `enriched_tickets` and `kpi_daily`.
+"""KPI anomaly checks on each family's `kpi_daily`, and freshness policies for `enriched_records` and `kpi_daily`.
 
 Each anomaly check compares the latest day with a trailing window of earlier days using a
 robust z-score (median and MAD, so one past spike does not hide the next), and reports the
@@ -15,12 +15,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration_assets.core.kpis import TASK_PREFIXES
+from orchestration_assets.family import Family
 from resources.warehouse import Warehouse
-
-# by key, so this module loads without importing the enrichment stack
-kpi_daily = dg.AssetKey("kpi_daily")
-enriched_tickets = dg.AssetKey("enriched_tickets")
 
 WINDOW_DAYS = 14
 MIN_HISTORY = 5
@@ -43,10 +39,10 @@ class Assessment:
 
 
 def daily_metric(kpis: pd.DataFrame, metric: str) -> pd.Series:
-    """``metric`` per day across model versions: rates and costs weighted by tickets, latencies the max."""
+    """``metric`` per day across model versions: rates and costs weighted by records, latencies the max."""
     if kpis.empty or metric not in kpis:
         return pd.Series(dtype=float)
-    df = kpis[["day", "tickets", metric]].copy()
+    df = kpis[["day", "records", metric]].copy()
     df[metric] = pd.to_numeric(df[metric], errors="coerce")
     df = df.dropna(subset=[metric])
     if df.empty:
@@ -54,9 +50,9 @@ def daily_metric(kpis: pd.DataFrame, metric: str) -> pd.Series:
     if metric.startswith("latency_"):
         out = df.groupby("day")[metric].max()
     else:
-        df["_w"] = df[metric] * df["tickets"]
+        df["_w"] = df[metric] * df["records"]
         g = df.groupby("day")
-        out = g["_w"].sum() / g["tickets"].sum()
+        out = g["_w"].sum() / g["records"].sum()
     return out.sort_index().astype(float)
 
 
@@ -88,23 +84,24 @@ def assess(series: pd.Series, metric: str, *, min_abs_change: float, window: int
 
 
 # ---- the checks --------------------------------------------------------------------------------
-_FAMILIES = {
-    # name: (metrics, smallest change that can count, description)
-    "cost_per_task_anomaly": (
-        ["cost_per_ticket", *(f"cost_per_ticket_{t}" for t in TASK_PREFIXES)], 0.0005,
-        "Cost per ticket (overall and per task) of the latest day is not a spike against the trailing window.",
-    ),
-    "failure_rate_anomaly": (
-        ["failure_rate"], 0.02, "The latest day's failure rate is not a spike against the trailing window.",
-    ),
-    "latency_p95_anomaly": (
-        [f"latency_p95_ms_{t}" for t in TASK_PREFIXES], 50.0,
-        "p95 latency per task on the latest day is not a spike against the trailing window.",
-    ),
-    "escalation_rate_anomaly": (
-        ["escalation_rate"], 0.05, "The latest day's escalation rate is not a spike against the trailing window.",
-    ),
-}
+def families_of_metrics(tasks: list[str]) -> dict[str, tuple[list[str], float, str]]:
+    """name -> (metrics, smallest change that can count, description) for a family with these tasks."""
+    return {
+        "cost_per_task_anomaly": (
+            ["cost_per_record", *(f"cost_per_record_{t}" for t in tasks)], 0.0005,
+            "Cost per record (overall and per task) of the latest day is not a spike against the trailing window.",
+        ),
+        "failure_rate_anomaly": (
+            ["failure_rate"], 0.02, "The latest day's failure rate is not a spike against the trailing window.",
+        ),
+        "latency_p95_anomaly": (
+            [f"latency_p95_ms_{t}" for t in tasks], 50.0,
+            "p95 latency per task on the latest day is not a spike against the trailing window.",
+        ),
+        "escalation_rate_anomaly": (
+            ["escalation_rate"], 0.05, "The latest day's escalation rate is not a spike against the trailing window.",
+        ),
+    }
 
 
 def evaluate_family(kpis: pd.DataFrame, metrics: list[str], min_abs_change: float) -> list[Assessment]:
@@ -144,30 +141,23 @@ def _result(assessments: list[Assessment]) -> dg.AssetCheckResult:
     )
 
 
-def _anomaly_check(name: str, metrics: list[str], floor: float, description: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=kpi_daily, name=name, description=description)
-    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
-        return _result(evaluate_family(warehouse.read_table("kpi_daily"), metrics, floor))
+def anomaly_checks(family: Family) -> list[dg.AssetChecksDefinition]:
+    key, table = dg.AssetKey(family.key("kpi_daily")), family.table("kpi_daily")
 
-    return _check
+    def build(name: str, metrics: list[str], floor: float, description: str) -> dg.AssetChecksDefinition:
+        @dg.asset_check(asset=key, name=name, description=description)
+        def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+            return _result(evaluate_family(warehouse.read_table(table), metrics, floor))
 
+        return _check
 
-anomaly_checks = [_anomaly_check(name, m, floor, desc) for name, (m, floor, desc) in _FAMILIES.items()]
+    return [build(name, m, floor, desc) for name, (m, floor, desc) in families_of_metrics(list(family.tasks)).items()]
+
 
 # Freshness (Dagster's FreshnessPolicy, which supersedes freshness checks since 1.12): enrichment
 # runs at least hourly (schedule + inbox sensor), KPIs daily. The UI shows each asset's freshness
 # state; the daemon evaluates it when `freshness: {enabled: true}` is in dagster.yaml.
 FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
-    "enriched_tickets": dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2)),
+    "enriched_records": dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2)),
     "kpi_daily": dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26)),
 }
-
-
-def with_freshness_policies(defs: dg.Definitions) -> dg.Definitions:
-    """``defs`` with the freshness policies attached to the assets they name (others untouched)."""
-    keys = {k.to_user_string() for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition) for k in a.keys}
-    for name, policy in FRESHNESS_POLICIES.items():
-        if name in keys:
-            defs = defs.map_resolved_asset_specs(
-                selection=[name], func=lambda spec, p=policy: dg.apply_freshness_policy(spec, p))
-    return defs

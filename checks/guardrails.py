@@ -1,116 +1,144 @@
-"""AI-output guardrails on `enriched_tickets`, re-verified independently of the enrichment code.
+"""AI-output guardrails on a family's ``enriched_records``, re-verified independently of the enrichment code.
 
-The severe ones are blocking: when they fail, `routing_decisions` does not run on bad outputs.
+All are blocking: when one fails, ``routing_decisions`` does not run on the bad outputs, so
+nothing of the batch is dispatched. Which checks exist follows from the family's tasks: labels
+and confidences for classify, sentiment and extract tasks; PII and echoed prompt injection for
+generated text (draft tasks); the failure-rate threshold for every family.
 """
-
 
 import dagster as dg
 import pandas as pd
 
-from orchestration_assets.ingestion import ticket_batches
-from resources.policy import RoutingPolicyResource
-from resources.providers.base import CATEGORIES, PRIORITIES, SENTIMENTS
+from orchestration_assets.family import Family
+from orchestration_assets.partitions import batches
 from resources.warehouse import Warehouse
 
-ASSET = dg.AssetKey("enriched_tickets")
 SAMPLE = 10
 
 
-def _load(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> pd.DataFrame:
-    return warehouse.read_table("enriched_tickets", partitions=[context.partition_key])
+def _load(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, family: Family) -> pd.DataFrame:
+    return warehouse.read_table(family.table("enriched_records"), partitions=[context.partition_key])
 
 
 def _sample(df: pd.DataFrame, cols: list[str]) -> dg.MetadataValue:
-    return dg.MetadataValue.json(df[cols].head(SAMPLE).astype(str).to_dict(orient="records"))
+    return dg.MetadataValue.json(df[[c for c in cols if c in df.columns]].head(SAMPLE).astype(str).to_dict(orient="records"))
 
 
-@dg.asset_check(asset=ASSET, blocking=True, partitions_def=ticket_batches)
-def labels_in_allowed_set(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Every enriched ticket's category, priority and sentiment are in the allowed sets."""
-    df = _load(context, warehouse)
-    ok = df[df["status"] == "enriched"]
-    bad = ok[
-        ~ok["category"].isin(CATEGORIES) | ~ok["priority"].isin(PRIORITIES) | ~ok["sentiment"].isin(SENTIMENTS)
-    ]
-    return dg.AssetCheckResult(
-        passed=bad.empty,
-        metadata={"rows_checked": len(ok), "unexpected_count": len(bad),
-                  "unexpected_sample": _sample(bad, ["ticket_id", "category", "priority", "sentiment"])},
-    )
+def allowed_values(family: Family) -> dict[str, set[str]]:
+    """Column -> the values an answer may take (labels, sentiment, extracted enums)."""
+    out: dict[str, set[str]] = {}
+    for t in family.tasks.values():
+        if t.type == "classify":
+            out[t.name] = set(t.labels)
+        elif t.type == "sentiment":
+            out[t.name] = {"negative", "neutral", "positive"}
+        elif t.type == "extract":
+            out.update({f"{t.name}_{f}": set(fs.values) for f, fs in t.spec.fields.items() if fs.type == "enum"})
+    return out
 
 
-@dg.asset_check(asset=ASSET, blocking=True, partitions_def=ticket_batches)
-def confidence_in_unit_interval(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Category confidence is a probability in [0, 1] on every enriched ticket."""
-    df = _load(context, warehouse)
-    ok = df[df["status"] == "enriched"]
-    conf = pd.to_numeric(ok["category_confidence"], errors="coerce")
-    bad = ok[conf.isna() | (conf < 0) | (conf > 1)]
-    return dg.AssetCheckResult(
-        passed=bad.empty,
-        metadata={"rows_checked": len(ok), "unexpected_count": len(bad),
-                  "min_confidence": float(conf.min()) if len(conf.dropna()) else 0.0,
-                  "unexpected_sample": _sample(bad, ["ticket_id", "category_confidence"])},
-    )
+def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
+    asset = dg.AssetKey(family.key("enriched_records"))
+    parts = batches(family)
+    checks: list[dg.AssetChecksDefinition] = []
+    allowed = allowed_values(family)
+    confidences = [f"{t.name}_confidence" for t in family.tasks.values() if t.has_confidence]
+    drafts = family.tasks_of("draft")
 
+    if allowed:
+        @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="answers_in_allowed_sets",
+                        description="Every enriched record's labels and enumerated fields are in their allowed sets: "
+                                    + ", ".join(sorted(allowed)) + ".")
+        def answers_in_allowed_sets(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+            df = _load(context, warehouse, family)
+            ok = df[df["status"] == "enriched"]
+            bad_mask = pd.Series(False, index=ok.index)
+            by_column = {}
+            for col, values in allowed.items():
+                column = ok[col] if col in ok else pd.Series(None, index=ok.index, dtype=object)
+                # a label is always given for an enriched record; an extracted field may be absent
+                col_bad = ~column.isin(values) if col in family.tasks else column.notna() & ~column.isin(values)
+                by_column[col] = int(col_bad.sum())
+                bad_mask |= col_bad
+            bad = ok[bad_mask]
+            return dg.AssetCheckResult(passed=bad.empty, metadata={
+                "rows_checked": len(ok), "unexpected_count": len(bad), "by_column": dg.MetadataValue.json(by_column),
+                "unexpected_sample": _sample(bad, ["record_id", *allowed])})
 
-@dg.asset_check(asset=ASSET, blocking=True, partitions_def=ticket_batches)
-def drafts_free_of_pii(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """No stored draft reply contains an email, phone number, card number or IBAN."""
-    from resources.redaction import find_pii
+        checks.append(answers_in_allowed_sets)
 
-    df = _load(context, warehouse)
-    hits = [(tid, [k for k, _ in find_pii(d)]) for tid, d in zip(df["ticket_id"], df["draft_reply"]) if isinstance(d, str)]
-    bad = [(tid, kinds) for tid, kinds in hits if kinds]
-    return dg.AssetCheckResult(
-        passed=not bad,
-        metadata={"drafts_checked": len(hits), "drafts_with_pii": len(bad),
-                  "sample": dg.MetadataValue.json([{"ticket_id": t, "pii_kinds": k} for t, k in bad[:SAMPLE]]),
-                  "redacted_by_guardrail": int(df["pii_redacted_in_draft"].fillna(0).astype(int).gt(0).sum())},
-    )
+    if confidences:
+        @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="confidences_in_unit_interval",
+                        description="Every confidence of an enriched record is a probability in [0, 1].")
+        def confidences_in_unit_interval(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+            df = _load(context, warehouse, family)
+            ok = df[df["status"] == "enriched"]
+            bad_mask = pd.Series(False, index=ok.index)
+            for col in confidences:
+                conf = pd.to_numeric(ok[col], errors="coerce") if col in ok else pd.Series(float("nan"), index=ok.index)
+                bad_mask |= conf.isna() | (conf < 0) | (conf > 1)
+            bad = ok[bad_mask]
+            return dg.AssetCheckResult(passed=bad.empty, metadata={
+                "rows_checked": len(ok), "unexpected_count": len(bad),
+                "unexpected_sample": _sample(bad, ["record_id", *confidences])})
 
+        checks.append(confidences_in_unit_interval)
 
-@dg.asset_check(asset=ASSET, blocking=True, partitions_def=ticket_batches)
-def drafts_do_not_echo_injection(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """A draft that repeats a prompt-injection phrase from its ticket is flagged, so it is never auto-sent."""
-    from orchestration_assets.core.guardrails import echoed_injection_phrases
+    if drafts:
+        @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="outputs_free_of_pii",
+                        description="No stored generated text contains an e-mail address, phone number, card number or IBAN.")
+        def outputs_free_of_pii(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+            from resources.redaction import find_pii
 
-    df = _load(context, warehouse)
-    unflagged = []
-    echoing = 0
-    for rec in df[["ticket_id", "subject", "body", "draft_reply", "guardrail_violations"]].to_dict(orient="records"):
-        phrases = echoed_injection_phrases(rec["draft_reply"] or "", f"{rec['subject'] or ''}\n{rec['body'] or ''}")
-        if phrases:
-            echoing += 1
-            if "injection_echo" not in (rec["guardrail_violations"] or []):
-                unflagged.append({"ticket_id": rec["ticket_id"], "phrases": phrases})
-    return dg.AssetCheckResult(
-        passed=not unflagged,
-        metadata={"drafts_checked": len(df), "drafts_echoing_injection": echoing,
-                  "unflagged": len(unflagged), "sample": dg.MetadataValue.json(unflagged[:SAMPLE])},
-    )
+            df = _load(context, warehouse, family)
+            bad, checked = [], 0
+            for t in drafts:
+                for rid, text in zip(df["record_id"], df[t.name]):
+                    if isinstance(text, str):
+                        checked += 1
+                        kinds = sorted({k for k, _ in find_pii(text)})
+                        if kinds:
+                            bad.append({"record_id": rid, "task": t.name, "pii_kinds": kinds})
+            return dg.AssetCheckResult(passed=not bad, metadata={
+                "outputs_checked": checked, "outputs_with_pii": len(bad), "sample": dg.MetadataValue.json(bad[:SAMPLE])})
 
+        @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="outputs_do_not_echo_injection",
+                        description="A generated text that repeats a prompt-injection phrase of its record is flagged, "
+                                    "so it is never sent without a human.")
+        def outputs_do_not_echo_injection(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+            from orchestration_assets.core.guardrails import echoed_injection_phrases
+            from orchestration_assets.core.items import texts
 
-@dg.asset_check(asset=ASSET, blocking=True, partitions_def=ticket_batches)
-def failure_rate_below_threshold(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, policy: RoutingPolicyResource
-) -> dg.AssetCheckResult:
-    """The share of tickets whose enrichment failed stays under the policy's `guardrails.max_failure_rate`."""
-    df = _load(context, warehouse)
-    limit = policy.load().guardrails.max_failure_rate
-    failed = df[df["status"] != "enriched"]
-    rate = len(failed) / len(df) if len(df) else 0.0
-    return dg.AssetCheckResult(
-        passed=rate <= limit,
-        metadata={"failure_rate": float(rate), "max_failure_rate": float(limit), "failed": len(failed),
-                  "rows": len(df), "sample": _sample(failed, ["ticket_id", "failure_reason"])},
-    )
+            df = _load(context, warehouse, family)
+            unflagged, echoing = [], 0
+            for t in drafts:
+                sources = texts(df, t.text_fields)
+                for rid, text, source, found in zip(df["record_id"], df[t.name], sources, df["guardrail_violations"]):
+                    phrases = echoed_injection_phrases(text or "", source)
+                    if phrases:
+                        echoing += 1
+                        if f"{t.name}:injection_echo" not in (found or []):
+                            unflagged.append({"record_id": rid, "task": t.name, "phrases": phrases})
+            return dg.AssetCheckResult(passed=not unflagged, metadata={
+                "rows_checked": len(df), "outputs_echoing_injection": echoing, "unflagged": len(unflagged),
+                "sample": dg.MetadataValue.json(unflagged[:SAMPLE])})
 
+        checks += [outputs_free_of_pii, outputs_do_not_echo_injection]
 
-guardrail_checks = [
-    labels_in_allowed_set,
-    confidence_in_unit_interval,
-    drafts_free_of_pii,
-    drafts_do_not_echo_injection,
-    failure_rate_below_threshold,
-]
+    limit = family.spec.guardrails.max_failure_rate
+
+    @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="failure_rate_below_threshold",
+                    description=f"The share of records whose enrichment failed is at most {limit:.0%} "
+                                "(the spec's guardrails.max_failure_rate).")
+    def failure_rate_below_threshold(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        df = _load(context, warehouse, family)
+        failed = df[df["status"] != "enriched"]
+        rate = len(failed) / len(df) if len(df) else 0.0
+        return dg.AssetCheckResult(
+            passed=rate <= limit,
+            description=None if rate <= limit else f"{len(failed)} of {len(df)} records failed ({rate:.1%} > {limit:.0%})",
+            metadata={"failure_rate": float(rate), "max_failure_rate": float(limit), "failed": len(failed),
+                      "rows": len(df), "sample": _sample(failed, ["record_id", "failure_reason"])})
+
+    checks.append(failure_rate_below_threshold)
+    return checks

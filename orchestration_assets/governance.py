@@ -1,119 +1,138 @@
-"""Governance: the routing policy applied to every enriched ticket, and the append-only audit log."""
-
+"""Governance assets of a family: the policy's decision per record, and the append-only audit log."""
 
 import dagster as dg
 import pandas as pd
 
 from resources.audit import natural_key, read_audit, record_events
-from resources.policy import RoutingPolicyResource, route
 from resources.warehouse import Warehouse
 
-from .ingestion import ticket_batches
+from . import inputs
+from .core.policy import decide, policy_version
+from .family import Family
+from .partitions import batches
 from .ui_metadata import counts_md, numeric, preview_md
 
-OWNERS = ["team:support-ops"]
-DECISION_COLUMNS = [
-    "ticket_id", "decision", "reasons", "policy_hash", "policy_version", "status", "category",
-    "category_confidence", "priority", "sentiment", "sentiment_score", "is_vip", "model_version",
-    "prompt_hash", "input_hash", "created_at", "partition", "run_id", "decided_at",
-]
+PROVENANCE = ["status", "model_version", "model_versions", "prompt_version", "input_hash"]
 
 
-@dg.asset(
-    partitions_def=ticket_batches,
-    group_name="governance",
-    kinds={"python", "pandas", "sql"},
-    owners=OWNERS,
-    code_version="1",
-)
-def routing_decisions(
-    context: dg.AssetExecutionContext, enriched_tickets: pd.DataFrame, policy: RoutingPolicyResource
-) -> dg.Output[pd.DataFrame]:
-    """The routing decision per ticket: auto_send, human_review or escalate, with reason codes.
+def decision_columns(family: Family) -> list[str]:
+    """Answer columns copied onto each decision (what a reviewer or a KPI reads without a join)."""
+    cols: list[str] = []
+    for t in family.tasks.values():
+        cols += [n for n, kind in t.value_names().items() if kind not in ("map", "list")]
+    return cols
 
-    Decided by the YAML routing policy; the policy file's hash is on every row.
-    """
-    pol = policy.load()
-    decisions = route(enriched_tickets, pol)
-    keep = ["ticket_id"] + [c for c in DECISION_COLUMNS if c in enriched_tickets.columns and c not in decisions.columns]
-    df = decisions.merge(enriched_tickets[keep], on="ticket_id", how="left")
-    df["partition"] = context.partition_key
-    df["run_id"] = context.run_id
-    df["decided_at"] = pd.Timestamp.now(tz="UTC")
-    df = df[[c for c in DECISION_COLUMNS if c in df.columns]]
-    reason_counts = pd.Series([r.split(":")[0] for rs in df["reasons"] for r in rs]).value_counts().to_dict()
-    n = max(len(df), 1)
-    return dg.Output(
-        df,
-        metadata={
+
+def routing_asset(family: Family) -> dg.AssetsDefinition:
+    answers = decision_columns(family)
+
+    @dg.asset(
+        key=dg.AssetKey(family.key("routing_decisions")),
+        group_name=family.group("governance"),
+        description=(
+            "The policy's decision per record: auto_send, human_review or escalate, with the reason codes "
+            "of every rule that fired and the policy version. One row per enriched record."
+        ),
+        deps=[dg.AssetKey(family.key("enriched_records"))],
+        partitions_def=batches(family),
+        kinds={"python", "pandas", "sql"},
+        owners=family.owners,
+        code_version="2",
+    )
+    def routing_decisions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+        enriched = warehouse.read_table(family.table("enriched_records"), partitions=[context.partition_key])
+        df = decide(family, enriched)
+        keep = [c for c in [*PROVENANCE, *answers] if c in enriched.columns]
+        df = df.merge(enriched[["record_id", *keep]], on="record_id", how="left")
+        ts = family.timestamp_field
+        times = enriched[ts] if ts and ts in enriched.columns else enriched.get("ingested_at")
+        df["record_time"] = df["record_id"].map(dict(zip(enriched["record_id"], times))) if times is not None else None
+        df["partition"], df["run_id"], df["decided_at"] = context.partition_key, context.run_id, pd.Timestamp.now(tz="UTC")
+        n = max(len(df), 1)
+        reasons = pd.Series([r.split(":")[0] for rs in df["reasons"] for r in rs], dtype=object).value_counts()
+        errors = int(df["policy_errors"].map(len).gt(0).sum()) if len(df) else 0
+        if errors:
+            context.log.warning(f"{errors} record(s) had a policy rule that could not be evaluated; they go to review")
+        return dg.Output(df, metadata={
             "dagster/row_count": len(df),
-            "policy_hash": pol.policy_hash,
-            "policy_file": dg.MetadataValue.path(pol.source),
-            **numeric(
-                {
-                    "auto_send": int((df["decision"] == "auto_send").sum()),
-                    "human_review": int((df["decision"] == "human_review").sum()),
-                    "escalate": int((df["decision"] == "escalate").sum()),
-                    "automation_rate": float((df["decision"] == "auto_send").sum() / n),
-                }
-            ),
-            "reasons": counts_md(reason_counts, "reason"),
-            "preview": preview_md(df, ["ticket_id", "decision", "reasons", "category", "priority", "model_version"]),
-        },
-    )
+            "policy_version": dg.MetadataValue.text(policy_version(family)),
+            "policy_source": dg.MetadataValue.path(family.source),
+            **numeric({
+                "auto_send": int((df["decision"] == "auto_send").sum()),
+                "human_review": int((df["decision"] == "human_review").sum()),
+                "escalate": int((df["decision"] == "escalate").sum()),
+                "automation_rate": float((df["decision"] == "auto_send").sum() / n),
+                "policy_errors": errors,
+            }),
+            "reasons": counts_md(reasons.to_dict(), "reason"),
+            "preview": preview_md(df, ["record_id", "decision", "reasons", "model_version"]),
+        })
+
+    return routing_decisions
 
 
-@dg.asset(
-    partitions_def=ticket_batches,
-    group_name="governance",
-    kinds={"python", "sql"},
-    owners=["team:compliance"],
-    code_version="1",
-    deps=[routing_decisions],
-)
-def audit_log(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Append-only record of every decision with its full lineage; one row per decision event.
-
-    Re-materializing a partition adds nothing for decisions already recorded (natural key:
-    ticket, decision, reasons, model/prompt/policy versions and input hash); the database
-    refuses updates and deletes.
-    """
-    decisions = warehouse.read_table("routing_decisions", partitions=[context.partition_key])
-    code_version = routing_decisions.code_versions_by_key.get(routing_decisions.key) or ""
-    events = pd.DataFrame(
-        {
-            "event_type": "routing_decision",
-            "ticket_id": decisions["ticket_id"],
-            "decision": decisions["decision"],
-            "reasons": decisions["reasons"],
-            "actor": "policy",
-            "model_version": decisions["model_version"],
-            "prompt_hash": decisions["prompt_hash"],
-            "policy_hash": decisions["policy_hash"],
-            "input_hash": decisions["input_hash"],
-            "code_version": code_version,
-            "run_id": decisions["run_id"],
-            "partition": context.partition_key,
-            "recorded_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        }
-    )
+def routing_audit_events(family: Family, decisions: pd.DataFrame, code_version: str, partition: str) -> pd.DataFrame:
+    """One ``routing_decision`` audit event per decision; its natural key covers what decided it."""
+    events = pd.DataFrame({
+        "family": family.name,
+        "event_type": "routing_decision",
+        "record_id": decisions["record_id"],
+        "decision": decisions["decision"],
+        "reasons": decisions["reasons"],
+        "actor": "policy",
+        "model_version": decisions["model_version"],
+        "prompt_version": decisions["prompt_version"],
+        "policy_version": decisions["policy_version"],
+        "input_hash": decisions["input_hash"],
+        "code_version": code_version,
+        "run_id": decisions["run_id"],
+        "partition": partition,
+        "details": [{"model_versions": mv} for mv in decisions.get("model_versions", [None] * len(decisions))],
+        "recorded_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    })
     if len(events):
         events["natural_key"] = [
-            natural_key("routing_decision", r.ticket_id, r.decision, sorted(r.reasons), r.model_version,
-                        r.prompt_hash, r.policy_hash, r.input_hash)
+            natural_key(family.name, "routing_decision", r.record_id, r.decision, sorted(r.reasons), r.model_version,
+                        r.prompt_version, r.policy_version, r.input_hash)
             for r in events.itertuples(index=False)
         ]
-    inserted = record_events(warehouse, events)
-    total = len(read_audit(warehouse, partition=context.partition_key, event_type="routing_decision"))
-    return dg.MaterializeResult(
-        metadata={
+    return events
+
+
+def audit_asset(family: Family, routing: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(family.key("audit_log")),
+        group_name=family.group("governance"),
+        description=(
+            "Append-only record of every decision with its lineage (model, prompt and policy versions, input "
+            "hash, run); one row per decision event, in the shared `audit_log` table with this family's name.\n\n"
+            "Re-materializing a partition adds nothing for decisions already recorded; the database refuses "
+            "updates and deletes."
+        ),
+        deps=[routing.key],
+        partitions_def=batches(family),
+        kinds={"python", "sql"},
+        owners=family.owners,
+        code_version="2",
+    )
+    def audit_log(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        decisions = inputs.answers(warehouse, family, "routing_decisions", context.partition_key)
+        code_version = routing.code_versions_by_key.get(routing.key) or ""
+        events = routing_audit_events(family, decisions, code_version, context.partition_key)
+        inserted = record_events(warehouse, events)
+        total = len(read_audit(warehouse, family=family.name, partition=context.partition_key,
+                               event_type="routing_decision"))
+        return dg.MaterializeResult(metadata={
             "decisions_seen": len(events),
             "rows_inserted": inserted,
             "already_recorded": len(events) - inserted,
             "partition_audit_rows": total,
-            "preview": preview_md(events, ["ticket_id", "decision", "reasons", "model_version", "policy_hash"]),
-        }
-    )
+            "preview": preview_md(events, ["record_id", "decision", "reasons", "model_version", "policy_version"]),
+        })
+
+    return audit_log
 
 
-governance_assets = [routing_decisions, audit_log]
+def governance_assets(family: Family) -> list[dg.AssetsDefinition]:
+    routing = routing_asset(family)
+    return [routing, audit_asset(family, routing)]

@@ -1,171 +1,138 @@
-"""Ingestion: ticket batches from the inbox, and the context sources (CRM, catalog, KB)."""
-
+"""Ingestion assets of a family: its batches (valid and quarantined records) and its context lookups."""
 
 import dagster as dg
 import pandas as pd
 
-from resources.sources import ContextSources, TicketInbox
-from resources.warehouse import Warehouse
+from resources.sources import Inbox
+from resources.warehouse import PARTITION_COLUMN, Warehouse
 
-from .core.parsing import parse_ticket_file, quarantine_ids_seen_elsewhere
+from .core.lookups import read_lookup
+from .core.records import parse_file, quarantine_ids_seen_elsewhere, suffixes
+from .family import Family
+from .partitions import batches
 from .ui_metadata import column_schema, counts_md, preview_md
 
-OWNERS = ["team:support-ops"]
-
-ticket_batches = dg.DynamicPartitionsDefinition(name="ticket_batches")
-
-RAW_TICKET_SCHEMA = {
-    "ticket_id": "string",
-    "account_id": "string",
-    "customer_email": "string",
-    "created_at": "timestamp (UTC)",
-    "channel": "string",
-    "priority": "string",
-    "category": "string (ground-truth label when present)",
-    "subject": "string",
-    "body": "string",
-    "source_file": "string",
-    "source_row": "int",
-    "input_hash": "string",
-    "ingested_at": "timestamp (UTC)",
-}
+_SCHEMA_TYPES = {"string": "string", "email": "string (e-mail)", "timestamp": "timestamp (UTC)",
+                 "integer": "int", "number": "float", "boolean": "bool"}
 
 
-@dg.multi_asset(
-    outs={
-        "raw_tickets": dg.AssetOut(
-            group_name="ingestion",
-            description=(
-                "Valid support tickets of one inbox batch file; one row per ticket.\n\n"
-                "Partitioned by batch file (dynamic partitions `ticket_batches`). Every input row "
-                "ends here or in `quarantined_tickets`."
+def raw_schema(family: Family) -> dg.TableSchema:
+    cols = {"record_id": f"string (= {family.id_field})"}
+    for name, f in family.record.fields.items():
+        cols[name] = _SCHEMA_TYPES[f.type] + (" required" if f.required else "")
+    cols.update({"source_file": "string", "source_row": "int", "input_hash": "string", "ingested_at": "timestamp (UTC)"})
+    return column_schema(cols)
+
+
+def inbox_folder(family: Family, inbox: Inbox):
+    return inbox.folder(family.name, family.spec.source.inbox)
+
+
+def batch_asset(family: Family) -> dg.AssetsDefinition:
+    spec = family.spec
+
+    @dg.multi_asset(
+        name=f"{family.name}__batch",
+        outs={
+            "raw_records": dg.AssetOut(
+                key=dg.AssetKey(family.key("raw_records")),
+                group_name=family.group("ingestion"),
+                description=(
+                    f"Valid records of one {family.name} batch file; one row per `{family.id_field}`.\n\n"
+                    "Partitioned by batch file. Every input row ends here or in `quarantined_records`."
+                ),
+                kinds={"python", "pandas", "sql"},
+                owners=family.owners,
+                code_version="2",
+                metadata={"dagster/column_schema": raw_schema(family)},
             ),
-            kinds={"python", "pandas", "sql"},
-            owners=OWNERS,
-            code_version="1",
-            metadata={"dagster/column_schema": column_schema(RAW_TICKET_SCHEMA)},
-        ),
-        "quarantined_tickets": dg.AssetOut(
-            group_name="ingestion",
-            description=(
-                "Rows of a batch file that failed parsing or validation; one row per rejected input "
-                "row with the file, row number, field(s) and reason."
+            "quarantined_records": dg.AssetOut(
+                key=dg.AssetKey(family.key("quarantined_records")),
+                group_name=family.group("ingestion"),
+                description=(
+                    "Rows of a batch file that failed parsing or validation; one row per rejected input "
+                    "row with the file, row number, field(s) and reason."
+                ),
+                kinds={"python", "pandas", "sql"},
+                owners=family.owners,
+                code_version="2",
             ),
-            kinds={"python", "pandas", "sql"},
-            owners=OWNERS,
-            code_version="1",
-        ),
-    },
-    partitions_def=ticket_batches,
-)
-def ticket_batch(context: dg.AssetExecutionContext, inbox: TicketInbox, warehouse: Warehouse):
-    """Parse one inbox file into valid tickets and quarantined rows."""
-    batch = context.partition_key
-    path = inbox.file_for(batch)
-    parsed = parse_ticket_file(path)
-
-    # a ticket id already ingested from another batch would be enriched (and paid for) twice
-    seen: dict[str, str] = {}
-    if warehouse.has_table("raw_tickets") and not parsed.tickets.empty:
-        prior = warehouse.query(
-            "SELECT ticket_id, _partition FROM raw_tickets WHERE _partition <> :p", p=batch
-        )
-        seen = dict(zip(prior["ticket_id"], prior["_partition"]))
-    parsed = quarantine_ids_seen_elsewhere(parsed, seen)
-
-    tickets = parsed.tickets.copy()
-    tickets["ingested_at"] = pd.Timestamp.now(tz="UTC")
-    quarantined = parsed.quarantined
-
-    for err in parsed.file_errors:
-        context.log.warning(err)
-    if len(quarantined):
-        context.log.warning(
-            f"{path.name}: {len(quarantined)} of {parsed.rows_in} rows quarantined; "
-            f"first: row {quarantined.iloc[0]['source_row']}: {quarantined.iloc[0]['reason']}"
-        )
-    assert parsed.rows_in == len(tickets) + len(quarantined), "row accounting broken"
-
-    reasons = quarantined["field"].value_counts().to_dict() if len(quarantined) else {}
-    yield dg.Output(
-        tickets,
-        output_name="raw_tickets",
-        metadata={
+        },
+        partitions_def=batches(family),
+    )
+    def batch(context: dg.AssetExecutionContext, inbox: Inbox, warehouse: Warehouse):
+        key = context.partition_key
+        path = inbox.file_for(inbox_folder(family, inbox), key)
+        parsed = parse_file(path, spec.record, spec.source.formats)
+        # a record id already ingested from another batch would be enriched (and paid for) twice
+        table = family.table("raw_records")
+        seen: dict[str, str] = {}
+        if warehouse.has_table(table) and not parsed.records.empty:
+            prior = warehouse.query(f'SELECT record_id, "{PARTITION_COLUMN}" FROM "{table}" WHERE "{PARTITION_COLUMN}" <> :p', p=key)
+            seen = dict(zip(prior["record_id"], prior[PARTITION_COLUMN]))
+        parsed = quarantine_ids_seen_elsewhere(parsed, seen, family.id_field)
+        records = parsed.records.copy()
+        records["ingested_at"] = pd.Timestamp.now(tz="UTC")
+        quarantined = parsed.quarantined
+        for err in parsed.file_errors:
+            context.log.warning(err)
+        if len(quarantined):
+            first = quarantined.iloc[0]
+            context.log.warning(f"{path.name}: {len(quarantined)} of {parsed.rows_in} rows quarantined; "
+                                f"first: row {first['source_row']}: {first['reason']}")
+        if parsed.rows_in != len(records) + len(quarantined):  # the guarantee every later step relies on
+            raise dg.Failure(f"{path.name}: row accounting broken: {parsed.rows_in} in, "
+                             f"{len(records)} valid, {len(quarantined)} quarantined")
+        by_field = quarantined["field"].value_counts().to_dict() if len(quarantined) else {}
+        preview = [c for c in ["record_id", *spec.record.fields][:7]]
+        yield dg.Output(records, output_name="raw_records", metadata={
             "source_file": dg.MetadataValue.path(str(path)),
             "rows_in": parsed.rows_in,
-            "rows_ok": len(tickets),
+            "rows_ok": len(records),
             "rows_quarantined": len(quarantined),
-            "dagster/row_count": len(tickets),
+            "dagster/row_count": len(records),
             "file_errors": dg.MetadataValue.text("; ".join(parsed.file_errors) or "none"),
-            "channels": counts_md(tickets["channel"].value_counts().to_dict() if len(tickets) else {}, "channel"),
-            "preview": preview_md(tickets, ["ticket_id", "account_id", "created_at", "channel", "priority", "subject"]),
-        },
-    )
-    yield dg.Output(
-        quarantined,
-        output_name="quarantined_tickets",
-        metadata={
+            "preview": preview_md(records, preview),
+        })
+        yield dg.Output(quarantined, output_name="quarantined_records", metadata={
             "rows_in": parsed.rows_in,
             "rows_quarantined": len(quarantined),
             "dagster/row_count": len(quarantined),
-            "by_field": counts_md(reasons, "field"),
-            "preview": preview_md(quarantined, ["source_file", "source_row", "ticket_id", "field", "reason"]),
-        },
+            "by_field": counts_md(by_field, "field"),
+            "preview": preview_md(quarantined, ["source_file", "source_row", "record_id", "field", "reason"]),
+        })
+
+    return batch
+
+
+def lookup_asset(family: Family, name: str) -> dg.AssetsDefinition:
+    lk = family.spec.context[name]
+    source = lk.file or (f"table {lk.sql.table}" if lk.sql.table else "a SQL query")
+    described = lk.description.strip() or f"Context lookup {name!r}; one row per {lk.key}."
+    kinds = {"python", "pandas", "sql"} | ({"csv"} if (lk.file or "").endswith(".csv") else set())
+
+    @dg.asset(
+        key=dg.AssetKey(family.key(name)),
+        group_name=family.group("ingestion"),
+        description=f"{described}\n\nRead from {source}; every row validated against the spec's columns.",
+        kinds=kinds,
+        owners=lk.owners or family.owners,
+        code_version="2",
     )
+    def lookup() -> dg.Output[pd.DataFrame]:
+        df = read_lookup(name, lk, family.root)
+        preview = list(lk.columns)[:6]
+        meta: dict = {"dagster/row_count": len(df), "preview": preview_md(df, preview)}
+        if lk.min_rows and len(df) < lk.min_rows:
+            context_note = f"{len(df)} rows; the spec expects at least {lk.min_rows}"
+            meta["warning"] = dg.MetadataValue.text(context_note)
+        for col, spec in lk.columns.items():
+            if spec.values is not None and len(df):
+                meta[f"values.{col}"] = counts_md(df[col].value_counts().to_dict(), col)
+        return dg.Output(df, metadata=meta)
+
+    return lookup
 
 
-def _context_output(df: pd.DataFrame, preview_cols: list[str], **extra) -> dg.Output[pd.DataFrame]:
-    return dg.Output(
-        df,
-        metadata={"dagster/row_count": len(df), "preview": preview_md(df, preview_cols), **extra},
-    )
-
-
-@dg.asset(
-    group_name="ingestion",
-    kinds={"python", "pandas", "sql"},
-    owners=["team:revops"],
-    code_version="1",
-)
-def crm_accounts(sources: ContextSources) -> dg.Output[pd.DataFrame]:
-    """CRM accounts; one row per customer account with tier, VIP flag, ARR and region."""
-    df = sources.accounts()
-    return _context_output(
-        df,
-        ["account_id", "name", "tier", "is_vip", "arr_usd", "region"],
-        vip_accounts=int(df["is_vip"].sum()),
-        total_arr_usd=float(df["arr_usd"].sum()),
-        tiers=counts_md(df["tier"].value_counts().to_dict(), "tier"),
-    )
-
-
-@dg.asset(
-    group_name="ingestion",
-    kinds={"python", "pandas", "sql"},
-    owners=["team:revops"],
-    code_version="1",
-)
-def product_catalog(sources: ContextSources) -> dg.Output[pd.DataFrame]:
-    """Product catalog; one row per SKU with its product line, price and billing cycle."""
-    df = sources.products()
-    return _context_output(df, ["sku", "name", "product_line", "price_usd", "billing"])
-
-
-@dg.asset(
-    group_name="ingestion",
-    kinds={"python", "pandas", "sql"},
-    owners=["team:support-content"],
-    code_version="1",
-)
-def knowledge_base(sources: ContextSources) -> dg.Output[pd.DataFrame]:
-    """Help-centre articles drafts are grounded in; one row per article."""
-    df = sources.articles()
-    return _context_output(
-        df,
-        ["article_id", "title", "category", "url"],
-        categories=counts_md(df["category"].value_counts().to_dict(), "category"),
-    )
-
-
-context_assets = [crm_accounts, product_catalog, knowledge_base]
-ingestion_assets = [ticket_batch, *context_assets]
+def ingestion_assets(family: Family) -> list[dg.AssetsDefinition]:
+    return [batch_asset(family), *(lookup_asset(family, name) for name in family.spec.context)]

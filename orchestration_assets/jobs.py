@@ -1,22 +1,17 @@
-"""Asset jobs: what a sensor, a schedule or a user launches."""
-
-from __future__ import annotations
+"""A family's jobs: what its sensors, its schedules or a user launch."""
 
 import dagster as dg
 
-from .ingestion import ticket_batches
+from .family import Family
+from .partitions import batches
 
-# The flagship workflow for one batch: ingest -> enrich -> route -> audit -> KPIs.
-TRIAGE_GROUPS = ("ingestion", "enrichment", "governance", "kpis")
 # when this asset has materialized a partition, the batch has gone through the whole workflow
 LAST_PARTITIONED_ASSET = "audit_log"
 
-triage_selection = dg.AssetSelection.groups(*TRIAGE_GROUPS)
-
-# Default run config of the batch jobs: a process per step so the enrichment specialists run in
+# Default run config of the batch workflow: a process per step so independent tasks run in
 # parallel, started from a forkserver that has the code location and its heavy libraries already
-# imported. Measured on the bundled 518-ticket batch, 2 cores: 26 s, against 65 s with Dagster's
-# default spawn start method (each step re-imports everything); in-process takes 8 s but serially.
+# imported. Measured on a 518-record batch, 2 cores: 26 s, against 65 s with Dagster's default
+# spawn start method (each step re-imports everything); in-process takes 8 s but serially.
 PARALLEL_STEPS = {
     "execution": {
         "config": {
@@ -30,57 +25,59 @@ PARALLEL_STEPS = {
     }
 }
 
-triage_job = dg.define_asset_job(
-    name="triage_job",
-    selection=triage_selection,
-    partitions_def=ticket_batches,
-    description="The whole triage workflow for one inbox batch: ingest, enrich, route, audit, KPIs.",
-    tags={"workflow": "triage"},
-    config=PARALLEL_STEPS,
-)
 
-ingest_job = dg.define_asset_job(
-    name="ingest_job",
-    selection=dg.AssetSelection.groups("ingestion"),
-    partitions_def=ticket_batches,
-    description="Ingest one inbox batch and refresh the context sources, with their data checks.",
-)
+def _groups(family: Family, *stages: str) -> dg.AssetSelection:
+    return dg.AssetSelection.groups(*(family.group(s) for s in stages))
 
-context_refresh_job = dg.define_asset_job(
-    name="context_refresh_job",
-    selection=dg.AssetSelection.assets("crm_accounts", "product_catalog", "knowledge_base"),
-    description="Reload CRM accounts, the product catalog and the knowledge base.",
-)
 
-jobs = [triage_job, ingest_job, context_refresh_job]
+def _keys(family: Family, *assets: str) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*(dg.AssetKey(family.key(a)) for a in assets))
 
-kpi_job = dg.define_asset_job(
-    name="kpi_job",
-    selection=dg.AssetSelection.groups("kpis"),
-    description="Recompute the KPI tables over every routed batch.",
-)
 
-jobs.append(kpi_job)
-
-# Human-in-the-loop review: record a decision (op job, launchpad config), then dispatch.
-from .review import dispatch_job, record_review_decision_job  # noqa: E402
-
-jobs.extend([record_review_decision_job, dispatch_job])
-
-# Models (not part of triage_job): retrain -> evaluate (+ blocking promotion checks) -> promote -> snapshot.
-model_training_job = dg.define_asset_job(
-    name="model_training_job",
-    selection=dg.AssetSelection.groups("models"),
-    description="Retrain the triage classifier, evaluate challenger vs champion on the golden set, "
-    "promote only if the blocking gates pass, refresh the registry snapshot.",
-    tags={"workflow": "models"},
-)
-
-model_evaluation_job = dg.define_asset_job(
-    name="model_evaluation_job",
-    selection=dg.AssetSelection.assets("model_evaluation", "champion_model", "model_registry"),
-    description="Evaluate the current challenger vs the champion on the golden set and promote it if the gates pass.",
-    tags={"workflow": "models"},
-)
-
-jobs.extend([model_training_job, model_evaluation_job])
+def family_jobs(family: Family) -> list[dg.JobDefinition]:
+    tags = {"family": family.name}
+    lookups = list(family.spec.context)
+    classify = [t.name for t in family.tasks_of("classify")]
+    jobs = [
+        dg.define_asset_job(
+            name=family.job_name("workflow"),
+            selection=_groups(family, "ingestion", "enrichment", "governance", "kpis"),
+            partitions_def=batches(family),
+            description=f"The whole {family.name} workflow for one batch: ingest, enrich, route, audit, review, "
+                        "dispatch, KPIs.",
+            tags={**tags, "workflow": "batch"},
+            config=PARALLEL_STEPS,
+        ),
+        dg.define_asset_job(
+            name=family.job_name("ingest"), selection=_groups(family, "ingestion"), partitions_def=batches(family),
+            description=f"Ingest one {family.name} batch and refresh its context lookups, with their data checks.",
+            tags=tags,
+        ),
+        dg.define_asset_job(
+            name=family.job_name("kpis"), selection=_groups(family, "kpis"), tags=tags,
+            description=f"Recompute the {family.name} KPI tables over every routed batch.",
+        ),
+        dg.define_asset_job(
+            name=family.job_name("dispatch"),
+            selection=_keys(family, "review_decisions", "review_queue", "review_feedback", "dispatches", "kpi_review"),
+            description=f"Deliver approved and auto_send {family.name} outputs exactly once; refresh the review queue, "
+                        "feedback and review KPIs.",
+            tags={**tags, "workflow": "review"},
+        ),
+    ]
+    if lookups:
+        jobs.append(dg.define_asset_job(
+            name=family.job_name("context_refresh"), selection=_keys(family, *lookups), tags=tags,
+            description=f"Reload the {family.name} context lookups: {', '.join(lookups)}."))
+    if classify:
+        jobs.append(dg.define_asset_job(
+            name=family.job_name("training"), selection=_groups(family, "models"), tags={**tags, "workflow": "models"},
+            description=f"Retrain the {family.name} classifiers ({', '.join(classify)}), evaluate each challenger "
+                        "against its champion on the golden set, promote only if the blocking gates pass."))
+        jobs.append(dg.define_asset_job(
+            name=family.job_name("evaluation"),
+            selection=_keys(family, *(f"{t}_{s}" for t in classify for s in ("evaluation", "champion")), "model_registry"),
+            tags={**tags, "workflow": "models"},
+            description=f"Evaluate the current {family.name} challengers against their champions and promote the "
+                        "ones that pass the gates."))
+    return jobs

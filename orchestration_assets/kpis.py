@@ -1,163 +1,91 @@
-"""KPI tables: throughput, automation/review/escalation rates, failures, cost and latency."""
-
-from __future__ import annotations
+"""KPI assets of a family: daily throughput and rates, quality by model version, review burden."""
 
 import dagster as dg
 import pandas as pd
 
+from checks.anomaly import FRESHNESS_POLICIES
+from resources.registry.resource import ModelRegistryResource
 from resources.warehouse import Warehouse
 
-from .core.kpis import headline, kpi_daily as compute_kpi_daily
-from .governance import routing_decisions
-from .enrichment import enriched_tickets
+from .core.dispatch import backlog_stats, kpi_review as compute_kpi_review
+from .core.kpis import headline, kpi_by_model_version, kpi_daily, promotions_per_week
+from .core.review import read_review_decisions
+from .family import Family
 from .ui_metadata import numeric, preview_md
 
 
-@dg.asset(
-    group_name="kpis",
-    kinds={"python", "pandas", "sql"},
-    owners=["team:support-ops"],
-    code_version="1",
-    deps=[routing_decisions, enriched_tickets],
-)
-def kpi_daily(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-    """Daily KPIs by model version; one row per (day the ticket arrived, model version).
+def _read(warehouse: Warehouse, family: Family, asset: str) -> pd.DataFrame:
+    table = family.table(asset)
+    return warehouse.read_table(table).drop(columns=["_partition"], errors="ignore") if warehouse.has_table(table) \
+        else pd.DataFrame(columns=["record_id"])
 
-    Throughput, automation (auto_send) / review / escalation / failure rates, cost per ticket
-    and per task, p50/p95 latency per task, over every batch routed so far.
-    """
-    decisions = warehouse.read_table("routing_decisions")
-    enriched = warehouse.read_table("enriched_tickets")
-    df = compute_kpi_daily(decisions, enriched)
-    return dg.Output(
-        df,
-        metadata={
+
+def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
+    key = lambda name: dg.AssetKey(family.key(name))  # noqa: E731 - short local alias
+    common = dict(group_name=family.group("kpis"), owners=family.owners, code_version="2",
+                  kinds={"python", "pandas", "sql"})
+    tasks = list(family.tasks)
+    model_task = family.model_task
+
+    @dg.asset(key=key("kpi_daily"), deps=[key("routing_decisions"), key("enriched_records")], **common,
+              freshness_policy=FRESHNESS_POLICIES["kpi_daily"],
+              description="Daily KPIs by model version; one row per (day, model version): throughput, automation / "
+                          "review / escalation / failure rates, cost per record and per task, p50/p95 latency per task.")
+    def daily(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+        df = kpi_daily(_read(warehouse, family, "routing_decisions"), _read(warehouse, family, "enriched_records"), tasks)
+        return dg.Output(df, metadata={
             "dagster/row_count": len(df),
-            **numeric(headline(df)),
-            "preview": preview_md(
-                df, ["day", "model_version", "tickets", "automation_rate", "escalation_rate", "failure_rate", "cost_per_ticket"]
-            ),
-        },
-    )
-
-
-kpi_assets = [kpi_daily]
-
-
-# ---- per model version ------------------------------------------------------------------------
-
-KPI_BY_VERSION_COLUMNS = [
-    "model_version", "tickets", "failed", "quality", "quality_source", "quality_n", "cost_usd", "cost_per_ticket",
-    "latency_p50_ms", "latency_p95_ms", "first_seen", "last_seen", "promoted_at",
-]
-
-
-def compute_kpi_by_model_version(
-    enriched: pd.DataFrame, reviews: pd.DataFrame | None, history: pd.DataFrame | None
-) -> pd.DataFrame:
-    """One row per classify model version seen in ``enriched_tickets`` (plain logic, no Dagster).
-
-    Quality is agreement of the predicted category with the human review where tickets were
-    reviewed (the corrected label, or the predicted one when the reviewer approved it); before any
-    review exists, with the ticket's ``label_category``.
-    """
-    if enriched is None or enriched.empty or "model_version" not in enriched:
-        return pd.DataFrame(columns=KPI_BY_VERSION_COLUMNS)
-    df = enriched.copy()
-    df["model_version"] = df["model_version"].fillna("none").astype(str)
-    reviewed = pd.Series(dtype=object)
-    if reviews is not None and len(reviews) and {"ticket_id", "decision"} <= set(reviews.columns):
-        r = reviews.drop_duplicates("ticket_id", keep="last").set_index("ticket_id")
-        corrected = r["corrected_label"] if "corrected_label" in r else pd.Series(index=r.index, dtype=object)
-        approved = r["decision"].isin(["approve", "edit_and_approve"])
-        reviewed = corrected.where(corrected.notna(), None)
-        df["_truth_review"] = df["ticket_id"].map(reviewed.to_dict())
-        df["_approved"] = df["ticket_id"].map(approved.to_dict()).fillna(False).astype(bool)
-        df.loc[df["_truth_review"].isna() & df["_approved"], "_truth_review"] = df["category"]
-    rows = []
-    first_champion = {}
-    if history is not None and len(history):
-        ch = history[history["alias"] == "champion"]
-        first_champion = ch.groupby("to_version")["recorded_at"].min().to_dict()
-    for version, g in df.groupby("model_version", sort=True):
-        ok = g[g.get("status", pd.Series("enriched", index=g.index)) == "enriched"]
-        source, truth = "none", None
-        if "_truth_review" in g and ok["_truth_review"].notna().any():
-            source, truth = "human_review", ok["_truth_review"]
-        elif "label_category" in g and ok["label_category"].notna().any():
-            source, truth = "label_category", ok["label_category"]
-        if truth is not None:
-            mask = truth.notna()
-            quality, n = float((ok.loc[mask, "category"] == truth[mask]).mean()), int(mask.sum())
-        else:
-            quality, n = None, 0
-        lat = pd.to_numeric(g.get("latency_ms"), errors="coerce").dropna() if "latency_ms" in g else pd.Series(dtype=float)
-        cost = float(pd.to_numeric(g.get("cost_usd"), errors="coerce").fillna(0).sum()) if "cost_usd" in g else 0.0
-        seen = pd.to_datetime(g["enriched_at"], utc=True, errors="coerce") if "enriched_at" in g else pd.Series(dtype="datetime64[ns, UTC]")
-        rows.append({
-            "model_version": version,
-            "tickets": len(g),
-            "failed": int((g["status"] == "failed").sum()) if "status" in g else 0,
-            "quality": quality,
-            "quality_source": source,
-            "quality_n": n,
-            "cost_usd": cost,
-            "cost_per_ticket": cost / len(g) if len(g) else 0.0,
-            "latency_p50_ms": float(lat.quantile(0.5)) if len(lat) else None,
-            "latency_p95_ms": float(lat.quantile(0.95)) if len(lat) else None,
-            "first_seen": seen.min() if len(seen) else None,
-            "last_seen": seen.max() if len(seen) else None,
-            "promoted_at": first_champion.get(version),
+            **numeric(headline(df, tasks)),
+            "preview": preview_md(df, ["day", "model_version", "records", "automation_rate", "escalation_rate",
+                                       "failure_rate", "cost_per_record"]),
         })
-    return pd.DataFrame(rows, columns=KPI_BY_VERSION_COLUMNS)
 
+    @dg.asset(key=key("kpi_by_model_version"), deps=[key("enriched_records"), key("review_decisions")], **common,
+              description=f"Quality, cost and latency per model version of {model_task.name!r}; one row per version "
+                          "seen. Quality = agreement with human review where reviewed, else with the known answer; "
+                          "deployment frequency comes from the registry's alias history.")
+    def by_version(warehouse: Warehouse, registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
+        reg = registry.get()
+        history = reg.history(family=family.name, task=model_task.name)
+        df = kpi_by_model_version(_read(warehouse, family, "enriched_records"), model_task.name,
+                                  family.truth_field(model_task.name), read_review_decisions(warehouse, family.name),
+                                  family.spec.review.relabel_task, history)
+        champion = reg.champion(family.name, model_task.name) if model_task.type == "classify" else None
+        current = df[df["model_version"] == champion.version] if champion is not None else df.iloc[0:0]
+        return dg.Output(df, metadata={
+            "dagster/row_count": len(df),
+            **numeric({
+                "versions": len(df),
+                "promotions_per_week": promotions_per_week(history),
+                "champion_quality": float(current["quality"].iloc[0]) if len(current) and pd.notna(current["quality"].iloc[0]) else None,
+                "champion_cost_per_record": float(current["cost_per_record"].iloc[0]) if len(current) else None,
+            }),
+            "champion_version": dg.MetadataValue.text(champion.version if champion else "none"),
+            "preview": preview_md(df, ["model_version", "records", "quality", "quality_source", "cost_per_record",
+                                       "latency_p95_ms", "promoted_at"]),
+        })
 
-def promotions_per_week(history: pd.DataFrame | None) -> float:
-    """Deployment frequency: champion changes per week over the span of the alias history (>= 1 week)."""
-    if history is None or history.empty:
-        return 0.0
-    ch = history[history["alias"] == "champion"]
-    if ch.empty:
-        return 0.0
-    ts = pd.to_datetime(ch["recorded_at"], utc=True, format="ISO8601")
-    weeks = max((ts.max() - ts.min()) / pd.Timedelta(days=7), 1.0)
-    return float(len(ch) / weeks)
+    @dg.asset(key=key("kpi_review"), deps=[key("review_decisions"), key("dispatches"), key("review_queue")], **common,
+              description="Review burden and time to resolution, one row per UTC day: decisions, reviewer-hours, items "
+                          "per reviewer-hour, outputs dispatched and time from the record to its dispatch (p50/p95).")
+    def review(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+        dispatched = _read(warehouse, family, "dispatches")
+        df = compute_kpi_review(read_review_decisions(warehouse, family.name),
+                                dispatched if "delivered_at" in dispatched else pd.DataFrame())
+        stats = backlog_stats(_read(warehouse, family, "review_queue"))
+        latest = df.iloc[-1].to_dict() if len(df) else {}
+        total_rh = int(df["reviewer_hours"].sum()) if len(df) else 0
+        return dg.Output(df, metadata={
+            "dagster/row_count": len(df),
+            **numeric({
+                "backlog_pending": stats.pending,
+                "backlog_oldest_age_hours": stats.oldest_age_hours,
+                "backlog_mean_age_hours": stats.mean_age_hours,
+                "items_per_reviewer_hour": float(df["decisions"].sum() / total_rh) if total_rh else None,
+                "time_to_resolution_p50_hours": latest.get("time_to_resolution_p50_hours"),
+                "time_to_resolution_p95_hours": latest.get("time_to_resolution_p95_hours"),
+            }),
+            "preview": preview_md(df),
+        })
 
-
-@dg.asset(
-    group_name="kpis",
-    kinds={"python", "pandas", "sql"},
-    owners=["team:support-ops"],
-    code_version="1",
-    deps=[enriched_tickets],
-)
-def kpi_by_model_version(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-    """Quality, cost and latency per classify model version; one row per version seen in enriched tickets.
-
-    Quality = agreement with human review once reviews exist (``review_decisions``), else with the
-    ticket's labelled category. Deployment frequency (promotions per week) comes from the registry's
-    alias history.
-    """
-    from resources.registry import ModelRegistry
-
-    registry = ModelRegistry.for_warehouse(warehouse)
-    history = registry.history()
-    reviews = warehouse.read_table("review_decisions") if warehouse.has_table("review_decisions") else None
-    df = compute_kpi_by_model_version(warehouse.read_table("enriched_tickets"), reviews, history)
-    champion = registry.champion("classify")
-    current = df[df["model_version"] == champion.version] if champion is not None else df.iloc[0:0]
-    return dg.Output(df, metadata={
-        "dagster/row_count": len(df),
-        **numeric({
-            "versions": len(df),
-            "promotions_per_week": promotions_per_week(history),
-            "champion_quality": float(current["quality"].iloc[0]) if len(current) and pd.notna(current["quality"].iloc[0]) else None,
-            "champion_cost_per_ticket": float(current["cost_per_ticket"].iloc[0]) if len(current) else None,
-        }),
-        "champion_version": dg.MetadataValue.text(champion.version if champion else "none"),
-        "preview": preview_md(df, ["model_version", "tickets", "quality", "quality_source", "cost_per_ticket",
-                                   "latency_p95_ms", "promoted_at"]),
-    })
-
-
-kpi_assets.append(kpi_by_model_version)
+    return [daily, by_version, review]

@@ -1,12 +1,11 @@
-"""`python -m orchestration_assets.quickstart`: run the whole workflow on the bundled sample data.
+"""``python -m orchestration_assets.quickstart``: run every family's workflow on its bundled sample batches.
 
-Seeds the inbox with the bundled batch files, registers each as a `ticket_batches` partition and
-runs `triage_job` for it in-process against the Dagster instance in ``$DAGSTER_HOME`` (so the UI
-started afterwards shows every materialization, check and run). Re-running is idempotent:
-batches already materialized are skipped unless ``--force`` is given.
+For each family of the defs folder: seed its inbox with its sample batches, register each file as
+a partition, train, evaluate and promote its classifiers, then run its workflow job for each batch
+in-process against the Dagster instance in ``$DAGSTER_HOME`` (so the UI started afterwards shows
+every materialization, check and run). Re-running is idempotent: batches already materialized are
+skipped unless ``--force`` is given. A bad spec or setting prints its message, not a traceback.
 """
-
-from __future__ import annotations
 
 import argparse
 import os
@@ -27,9 +26,9 @@ concurrency:
     default_limit: 4
 """
 
-
 # step-by-step DEBUG events go to the run's log in the UI; the terminal shows warnings and errors
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 def ensure_dagster_home() -> Path:
@@ -45,81 +44,102 @@ def ensure_dagster_home() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="re-run batches that were already materialized")
+    parser.add_argument("--family", action="append", default=None, help="only this family (repeatable)")
     args = parser.parse_args(argv)
-
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     home = ensure_dagster_home()
 
     import dagster as dg
 
-    from orchestration_assets.definitions import defs
-    from orchestration_assets.ingestion import ticket_batches
-    from resources.sources import TicketInbox
+    from .family import SpecError
 
+    try:
+        from .definitions import build_definitions
+        from .loading import load_families
+
+        families = load_families(Path(__file__).resolve().parent / "defs")
+        defs = build_definitions()
+    except SpecError as exc:
+        print(f"the family spec is invalid:\n{exc}", file=sys.stderr)
+        return 2
     instance = dg.DagsterInstance.get()
-    inbox: TicketInbox = defs.resources["inbox"]  # type: ignore[assignment]
-    copied = inbox.seed_from_sample()
-    print(f"DAGSTER_HOME={home}\ninbox: {inbox.directory} ({len(copied)} sample batch file(s) copied)")
-
-    keys = [p.name for p in inbox.batch_files()]
-    existing = set(instance.get_dynamic_partitions(ticket_batches.name))
-    new = [k for k in keys if k not in existing]
-    if new:
-        instance.add_dynamic_partitions(ticket_batches.name, new)
-
-    failed = []
-    # models first: train the local classifier, evaluate it on the golden set, promote it through the gates
-    if args.force or not instance.get_latest_materialization_event(dg.AssetKey("triage_classifier")):
-        t0 = time.perf_counter()
-        result = defs.resolve_job_def("model_training_job").execute_in_process(
-            instance=instance, tags={"launched_by": "quickstart"}, raise_on_error=False, run_config=QUIET
-        )
-        print(f"  models: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
-        if not result.success:
-            failed.append("model_training_job")
-
-    job = defs.resolve_job_def("triage_job")
-    for key in keys:
-        if not args.force and _already_done(instance, key):
-            print(f"  {key}: already materialized, skipped (use --force to re-run)")
+    print(f"DAGSTER_HOME={home}")
+    failed: list[str] = []
+    started = time.perf_counter()
+    for family in families:
+        if args.family and family.name not in args.family:
             continue
-        t0 = time.perf_counter()
-        result = job.execute_in_process(
-            partition_key=key,
-            instance=instance,
-            tags={"launched_by": "quickstart"},
-            raise_on_error=False,
-            run_config=QUIET,
-        )
-        status = "ok" if result.success else "FAILED"
-        print(f"  {key}: {status} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
-        if not result.success:
-            failed.append(key)
+        failed += run_family(defs, family, instance, force=args.force)
     if failed:
-        print(f"triage failed for {failed}; open the runs in the UI for the failing step", file=sys.stderr)
+        print(f"failed: {failed}; open the runs in the UI for the failing step", file=sys.stderr)
         return 1
-    _summary(defs)
-    print("done: start the UI with `dagster dev` (make run does it) and open http://127.0.0.1:3000")
+    print(f"all families done in {time.perf_counter() - started:.1f}s")
+    summary(defs, families)
+    print("start the UI with `dagster dev` (make run does it) and open http://127.0.0.1:3000")
     return 0
 
 
-def _summary(defs) -> None:
-    """What the workflow produced, read back from the warehouse."""
-    wh = defs.resources["warehouse"]
-    counts = {t: wh.count_rows(t) for t in ("raw_tickets", "quarantined_tickets", "enriched_tickets", "routing_decisions", "audit_log")}
-    print("warehouse " + wh.display_url + ": " + ", ".join(f"{t}={n}" for t, n in counts.items()))
-    if counts["routing_decisions"]:
-        d = wh.query("SELECT decision, COUNT(*) AS n FROM routing_decisions GROUP BY decision ORDER BY decision")
-        print("decisions: " + ", ".join(f"{r.decision}={r.n}" for r in d.itertuples()))
-
-
-def _already_done(instance, key: str) -> bool:
-    """A batch is done when the last asset of the workflow has materialized its partition."""
+def run_family(defs, family, instance, *, force: bool) -> list[str]:
     import dagster as dg
 
-    from orchestration_assets.jobs import LAST_PARTITIONED_ASSET
+    from .core.records import suffixes
+    from .ingestion import inbox_folder
+    from .jobs import LAST_PARTITIONED_ASSET
 
-    return key in instance.get_materialized_partitions(dg.AssetKey(LAST_PARTITIONED_ASSET))
+    from resources.sources import Inbox
+
+    inbox = Inbox(root=os.getenv("INBOX_DIR", ""))  # resolved here: the definitions' resources hold EnvVars
+    folder = inbox_folder(family, inbox)
+    allowed = suffixes(family.spec.source.formats)
+    copied = inbox.seed(folder, family.path(family.spec.source.sample), allowed) if family.spec.source.sample else []
+    keys = [p.name for p in inbox.batch_files(folder, allowed)]
+    print(f"{family.name}: inbox {folder} ({len(copied)} sample batch file(s) copied, {len(keys)} batch(es))")
+    new = [k for k in keys if k not in set(instance.get_dynamic_partitions(family.partitions_name))]
+    if new:
+        instance.add_dynamic_partitions(family.partitions_name, new)
+    failed = []
+    tags = {"launched_by": "quickstart", "family": family.name}
+    config = {**QUIET, **IN_PROCESS}
+    if family.tasks_of("classify"):
+        champions = [dg.AssetKey(family.key(f"{t.name}_champion")) for t in family.tasks_of("classify")]
+        if force or not all(instance.get_latest_materialization_event(k) for k in champions):
+            t0 = time.perf_counter()
+            result = defs.resolve_job_def(family.job_name("training")).execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=config)
+            print(f"  models: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
+            if not result.success:
+                failed.append(f"{family.name}:models")
+    job = defs.resolve_job_def(family.job_name("workflow"))
+    done = instance.get_materialized_partitions(dg.AssetKey(family.key(LAST_PARTITIONED_ASSET)))
+    for key in keys:
+        if not force and key in done:
+            print(f"  {key}: already materialized, skipped (use --force to re-run)")
+            continue
+        t0 = time.perf_counter()
+        result = job.execute_in_process(partition_key=key, instance=instance, tags=tags, raise_on_error=False,
+                                        run_config=config)
+        print(f"  {key}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
+        if not result.success:
+            failed.append(f"{family.name}:{key}")
+    return failed
+
+
+def summary(defs, families) -> None:
+    """What each family produced, read back from the warehouse."""
+    from resources.warehouse import Warehouse
+
+    wh = Warehouse(url=os.getenv("WAREHOUSE_URL", ""))
+    print(f"warehouse {wh.display_url}")
+    for family in families:
+        counts = {a: wh.count_rows(family.table(a)) for a in ("raw_records", "quarantined_records", "enriched_records",
+                                                             "routing_decisions", "dispatches")}
+        line = ", ".join(f"{a}={n}" for a, n in counts.items())
+        decisions = ""
+        if counts["routing_decisions"]:
+            d = wh.query(f'SELECT decision, COUNT(*) AS n FROM "{family.table("routing_decisions")}" '
+                         "GROUP BY decision ORDER BY decision")
+            decisions = "; " + ", ".join(f"{r.decision}={r.n}" for r in d.itertuples())
+        print(f"  {family.name}: {line}{decisions}")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,31 @@
 """Command line for the model registry: list versions, show alias history and evaluations, roll back.
 
-    python -m orchestration_assets.registry_cli list [--task classify]
-    python -m orchestration_assets.registry_cli history [--task classify]
-    python -m orchestration_assets.registry_cli evaluations [--task classify]
-    python -m orchestration_assets.registry_cli rollback --task classify [--to VERSION] --reason "why" [--actor me]
+    model-registry list        [--family F] [--task T]
+    model-registry history     [--family F] [--task T]
+    model-registry evaluations [--family F] [--task T]
+    model-registry rollback --family F --task T [--to VERSION] --reason "why" [--actor me]
 
 The warehouse is ``--warehouse-url``, else ``WAREHOUSE_URL``, else the default SQLite file under
-the data dir: the same database the Dagster code location uses. Also installed as the console
-script ``model-registry``.
+the data dir: the same database the Dagster code location uses. A refused operation or an
+unusable warehouse prints one line on stderr and exits with status 2.
 """
 
-from __future__ import annotations
-
 import argparse
+import os
 import sys
 
 import pandas as pd
+import sqlalchemy as sa
 
-from resources.providers.base import Task
 from resources.registry import ModelRegistry, RegistryError, default_actor
 from resources.warehouse import default_warehouse_url, engine_for, redact_url
+
+LIST_COLUMNS = ["family", "task", "version", "alias", "provider", "model_id", "macro_f1", "rubric_score",
+                "training_rows", "created_by", "created_at", "alias_updated_at", "alias_reason"]
+HISTORY_COLUMNS = ["id", "recorded_at", "family", "task", "alias", "from_version", "to_version", "actor", "reason",
+                   "evaluation_id"]
+EVALUATION_COLUMNS = ["created_at", "evaluation_id", "family", "task", "challenger_version", "champion_version",
+                      "golden_rows", "passed", "created_by"]
 
 
 def _print(df: pd.DataFrame, columns: list[str]) -> None:
@@ -29,12 +35,10 @@ def _print(df: pd.DataFrame, columns: list[str]) -> None:
     cols = [c for c in columns if c in df.columns]
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
                            "display.max_colwidth", 70):
-        print(df[cols].fillna("").to_string(index=False))
+        print(df[cols].astype(object).where(df[cols].notna(), "").to_string(index=False))
 
 
-def main(argv: list[str] | None = None) -> int:
-    import os
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-registry", description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse-url", default=os.getenv("WAREHOUSE_URL") or None,
                         help="SQLAlchemy URL of the warehouse (default: WAREHOUSE_URL or the local SQLite file)")
@@ -43,36 +47,57 @@ def main(argv: list[str] | None = None) -> int:
                         ("history", "every alias change, oldest first"),
                         ("evaluations", "golden-set evaluations and their gate results")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--task", choices=[t.value for t in Task], default=None)
+        p.add_argument("--family", default=None, help="only this workflow family")
+        p.add_argument("--task", default=None, help="only this task")
     rb = sub.add_parser("rollback", help="make the previous champion (or --to VERSION) the champion again")
-    rb.add_argument("--task", choices=[t.value for t in Task], default=Task.classify.value)
+    rb.add_argument("--family", required=True, help="the workflow family")
+    rb.add_argument("--task", required=True, help="the classify task of the family")
     rb.add_argument("--to", dest="to_version", default=None, help="version to restore (default: the previous champion)")
     rb.add_argument("--reason", required=True, help="why; stored in the alias history")
     rb.add_argument("--actor", default=None, help="who (default: REGISTRY_ACTOR or user:<login>)")
-    args = parser.parse_args(argv)
+    return parser
 
-    url = args.warehouse_url or default_warehouse_url()
+
+def _run(args: argparse.Namespace, url: str) -> int:
     registry = ModelRegistry(engine_for(url))
     if args.command == "list":
-        _print(registry.snapshot() if args.task is None else registry.snapshot().query("task == @args.task"),
-               ["task", "version", "alias", "provider", "model_id", "macro_f1", "rubric_score", "training_rows",
-                "created_by", "created_at", "alias_updated_at", "alias_reason"])
+        _print(registry.snapshot(args.family, args.task), LIST_COLUMNS)
     elif args.command == "history":
-        _print(registry.history(args.task),
-               ["id", "recorded_at", "task", "alias", "from_version", "to_version", "actor", "reason", "evaluation_id"])
+        _print(registry.history(args.family, args.task), HISTORY_COLUMNS)
     elif args.command == "evaluations":
-        _print(registry.evaluations(args.task),
-               ["created_at", "evaluation_id", "task", "challenger_version", "champion_version", "golden_rows",
-                "passed", "created_by"])
+        _print(registry.evaluations(args.family, args.task), EVALUATION_COLUMNS)
     elif args.command == "rollback":
         try:
-            old, new = registry.rollback(args.task, to_version=args.to_version,
+            old, new = registry.rollback(args.family, args.task, to_version=args.to_version,
                                          actor=args.actor or default_actor(), reason=args.reason)
         except RegistryError as exc:
-            print(f"rollback refused: {exc}", file=sys.stderr)
+            print(f"model-registry: rollback refused: {exc}", file=sys.stderr)
             return 2
-        print(f"{args.task}: champion {old} -> {new} ({redact_url(url)})")
+        print(f"{args.family}.{args.task}: champion {old or 'none'} -> {new} ({_display(url)})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    url = args.warehouse_url or default_warehouse_url()
+    try:
+        return _run(args, url)
+    except RegistryError as exc:  # e.g. registry tables of an older release
+        print(f"model-registry: {exc}", file=sys.stderr)
+    except ModuleNotFoundError as exc:  # the URL's database driver (SQLAlchemy imports it lazily)
+        print(f"model-registry: cannot use the warehouse {_display(url)}: its database driver is not installed "
+              f"({exc}); for PostgreSQL install the project's 'postgres' extra", file=sys.stderr)
+    except sa.exc.SQLAlchemyError as exc:  # unreachable database, bad URL, locked file ...
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"model-registry: cannot use the warehouse {_display(url)}: {detail}", file=sys.stderr)
+    return 2
+
+
+def _display(url: str) -> str:
+    try:
+        return redact_url(url)
+    except sa.exc.ArgumentError:  # not a URL at all: say so without echoing what may hold a password
+        return "(not a valid SQLAlchemy URL)"
 
 
 if __name__ == "__main__":  # pragma: no cover

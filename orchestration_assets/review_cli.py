@@ -1,22 +1,20 @@
-"""The reviewer's command line: list the review queue and record decisions.
+"""The reviewer's command line: list a family's review queue and record decisions.
 
-    python -m orchestration_assets.review_cli queue [--limit 20] [--json]
-    python -m orchestration_assets.review_cli decide TICKET_ID --decision approve --reviewer alice [--note ...]
-    python -m orchestration_assets.review_cli decide T-1 --decision edit_and_approve --reviewer alice \\
-        --edited-reply-file reply.txt
-    python -m orchestration_assets.review_cli decide T-2 --decision relabel --label billing --reviewer bob
+    workflow-review queue --family F [--limit 20] [--json]
+    workflow-review decide --family F RECORD_ID --decision approve --reviewer alice [--note ...]
+    workflow-review decide --family F RECORD_ID --decision edit_and_approve --reviewer alice --edited-text-file t.txt
+    workflow-review decide --family F RECORD_ID --decision relabel --label LABEL --reviewer bob
 
 The warehouse is ``--warehouse-url``, else ``WAREHOUSE_URL``, else the default SQLite file in the
 data dir. Decisions are validated exactly as in the launchpad job; an invalid one prints the
 reason and exits with status 2. The review-decision sensor picks recorded decisions up and
-dispatches approved replies.
+dispatches approved outputs.
 """
-
-from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,70 +22,86 @@ import pandas as pd
 
 from resources.warehouse import Warehouse
 
-from .core.review import ReviewAction, ReviewError, parse_decision, read_review_decisions, record_decision, review_queue
+from .core.review import ReviewDecision, ReviewError, read_review_decisions, record_decision, review_queue
+from .family import SpecError
+from .loading import find_family
 
-QUEUE_SHOWN = ["ticket_id", "decision", "age_hours", "reasons", "category", "priority", "model_version", "subject"]
+# terminal control sequences in record text must not reach the reviewer's terminal
+# (whole CSI / OSC sequences first, so no remnant such as "[2J" is left; then any single control character)
+_CONTROL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _safe(value: object, width: int = 60) -> str:
+    text = _CONTROL.sub("", "" if value is None else str(value)).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _warehouse(args: argparse.Namespace) -> Warehouse:
     return Warehouse(url=args.warehouse_url or os.getenv("WAREHOUSE_URL", ""))
 
 
+def _table(wh: Warehouse, family, asset: str) -> pd.DataFrame:
+    table = family.table(asset)
+    return wh.read_table(table) if wh.has_table(table) else pd.DataFrame(columns=["record_id"])
+
+
 def cmd_queue(args: argparse.Namespace) -> int:
-    wh = _warehouse(args)
-    empty = pd.DataFrame(columns=["ticket_id"])
-    queue = review_queue(
-        wh.read_table("routing_decisions") if wh.has_table("routing_decisions") else empty,
-        wh.read_table("enriched_tickets") if wh.has_table("enriched_tickets") else empty,
-        read_review_decisions(wh),
-    ).head(args.limit)
+    wh, family = _warehouse(args), find_family(args.family, args.defs)
+    queue = review_queue(family, _table(wh, family, "routing_decisions"), _table(wh, family, "enriched_records"),
+                         read_review_decisions(wh, family.name)).head(args.limit)
     if args.json:
         rows = queue.astype(object).where(queue.notna(), None).to_dict(orient="records")
         print(json.dumps(rows, default=str, indent=2))
         return 0
     if queue.empty:
-        print("review queue is empty")
+        print(f"the {family.name} review queue is empty")
         return 0
-    view = queue[QUEUE_SHOWN].copy()
+    shown = ["record_id", "decision", "age_hours", "reasons", *[t for t in family.tasks if t in queue][:3],
+             family.record.text[0]]
+    view = queue[[c for c in shown if c in queue.columns]].copy()
     view["reasons"] = view["reasons"].map(lambda rs: ", ".join(rs) if isinstance(rs, list) else "")
-    view["subject"] = view["subject"].map(lambda s: (s or "")[:50])
+    for col in view.columns:
+        view[col] = view[col].map(_safe)
     print(view.to_string(index=False))
     return 0
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    edited = args.edited_reply
-    if args.edited_reply_file:
-        edited = Path(args.edited_reply_file).read_text(encoding="utf-8")
+    edited = args.edited_text
+    if args.edited_text_file:
+        edited = Path(args.edited_text_file).read_text(encoding="utf-8")
     try:
-        decision = parse_decision(
-            ticket_id=args.ticket_id, decision=args.decision, reviewer=args.reviewer, edited_reply=edited,
-            corrected_label=args.label, note=args.note,
-        )
-        row = record_decision(_warehouse(args), decision, channel="cli")
-    except ReviewError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        family = find_family(args.family, args.defs)
+        decision = ReviewDecision(record_id=args.record_id, decision=args.decision, reviewer=args.reviewer,
+                                  edited_text=edited, corrected_label=args.label, note=args.note)
+        row = record_decision(_warehouse(args), family, decision, channel="cli")
+    except (ReviewError, SpecError) as exc:
+        print(f"error: {_safe(exc, 2000)}", file=sys.stderr)
         return 2
-    print(f"recorded {row['decision']} on {row['ticket_id']} by {row['reviewer']} (review id {row['review_id']})")
+    print(f"recorded {row['decision']} on {_safe(row['record_id'])} by {_safe(row['reviewer'])} "
+          f"(review id {row['review_id']})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="triage-review", description="Work the human review queue.")
+    parser = argparse.ArgumentParser(prog="workflow-review", description="Work a family's human review queue.")
     parser.add_argument("--warehouse-url", default="", help="SQLAlchemy URL (default: WAREHOUSE_URL or the data dir's SQLite)")
+    parser.add_argument("--defs", default=None, help="defs folder holding the families (default: the project's)")
     sub = parser.add_subparsers(dest="command", required=True)
     q = sub.add_parser("queue", help="list pending items, oldest first")
+    q.add_argument("--family", required=True)
     q.add_argument("--limit", type=int, default=20)
     q.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     q.set_defaults(func=cmd_queue)
-    d = sub.add_parser("decide", help="record a decision on one ticket")
-    d.add_argument("ticket_id")
-    d.add_argument("--decision", required=True, choices=[a.value for a in ReviewAction])
+    d = sub.add_parser("decide", help="record a decision on one record")
+    d.add_argument("record_id")
+    d.add_argument("--family", required=True)
+    d.add_argument("--decision", required=True, choices=["approve", "edit_and_approve", "reject", "relabel"])
     d.add_argument("--reviewer", required=True)
-    reply = d.add_mutually_exclusive_group()
-    reply.add_argument("--edited-reply", default=None, help="the reply to send (edit_and_approve)")
-    reply.add_argument("--edited-reply-file", default=None, help="file holding the reply to send")
-    d.add_argument("--label", default=None, help="the corrected category (relabel)")
+    text = d.add_mutually_exclusive_group()
+    text.add_argument("--edited-text", default=None, help="the text to send (edit_and_approve)")
+    text.add_argument("--edited-text-file", default=None, help="file holding the text to send")
+    d.add_argument("--label", default=None, help="the corrected label (relabel)")
     d.add_argument("--note", default="")
     d.set_defaults(func=cmd_decide)
     return parser
@@ -95,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

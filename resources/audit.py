@@ -1,8 +1,9 @@
-"""The audit log: an append-only warehouse table of every decision with its full lineage.
+"""The audit log: one append-only warehouse table of every decision of every family, with its lineage.
 
-Rows are keyed by a natural key, so recording the same decision twice (a re-materialized
-partition, a retried run) inserts nothing. The database itself refuses UPDATE and DELETE on
-the table (triggers on SQLite and PostgreSQL), so history cannot be rewritten by accident.
+Rows carry the family and are keyed by a natural key, so recording the same decision twice (a
+re-materialized partition, a retried run) inserts nothing. The database itself refuses UPDATE and
+DELETE on the table (triggers on SQLite and PostgreSQL), so history cannot be rewritten by accident.
+Every row says which model and prompt version, which policy version and which actor decided.
 """
 
 from __future__ import annotations
@@ -22,20 +23,21 @@ audit_table = sa.Table(
     AUDIT_TABLE,
     metadata,
     sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("family", sa.String(100), nullable=True, index=True),  # null for platform events (alerts)
     sa.Column("event_type", sa.String(40), nullable=False),  # routing_decision, review_decision, dispatch, alert
-    sa.Column("ticket_id", sa.String(64), nullable=True),
+    sa.Column("record_id", sa.String(200), nullable=True),
     sa.Column("decision", sa.String(40), nullable=False),
     sa.Column("reasons", sa.Text, nullable=False, default="[]"),
     sa.Column("actor", sa.String(200), nullable=False),  # "policy", a reviewer, "dispatcher", "monitor"
     sa.Column("model_version", sa.String(64), nullable=True),
-    sa.Column("prompt_hash", sa.String(64), nullable=True),
-    sa.Column("policy_hash", sa.String(64), nullable=True),
+    sa.Column("prompt_version", sa.String(64), nullable=True),
+    sa.Column("policy_version", sa.String(64), nullable=True),
     sa.Column("input_hash", sa.String(64), nullable=True),
     sa.Column("code_version", sa.String(64), nullable=True),
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("partition", sa.String(200), nullable=True),
     sa.Column("details", sa.Text, nullable=True),
-    sa.Column("natural_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("natural_key", sa.String(400), nullable=False, unique=True),
     sa.Column("recorded_at", sa.String(40), nullable=False),
 )
 
@@ -47,10 +49,10 @@ def ensure_audit_table(warehouse: Warehouse) -> None:
         make_append_only(conn, AUDIT_TABLE)
 
 
-def natural_key(event_type: str, ticket_id: Any, decision: str, *parts: Any) -> str:
+def natural_key(family: str | None, event_type: str, record_id: Any, decision: str, *parts: Any) -> str:
     from .providers.base import content_hash
 
-    return f"{event_type}:{ticket_id}:{decision}:{content_hash(*parts)}"
+    return f"{family or '-'}:{event_type}:{record_id}:{decision}:{content_hash(*parts)}"
 
 
 def record_events(warehouse: Warehouse, events: pd.DataFrame) -> int:

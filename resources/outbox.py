@@ -1,14 +1,16 @@
-"""The outbox connector: approved replies leave the platform here, exactly once per ticket.
+"""The outbox connector: approved outputs leave the platform here, exactly once per record.
 
-Replies are written as JSON files to a folder (default ``<data dir>/outbox``) and, when
-``webhook_url`` is set, POSTed to it. A delivery ledger table in the warehouse makes delivery
-idempotent by ticket id across re-runs, concurrent runs and crashes:
+Each family's outputs are written as JSON files to its folder under the outbox root (default
+``<data dir>/outbox/<family>``) and, when a webhook URL is set, POSTed to it. One delivery ledger
+table in the warehouse, keyed by (family, record id), makes delivery idempotent across re-runs,
+concurrent runs and crashes:
 
-1. **claim**: a row keyed by ticket id (primary key) is committed with status ``claimed``
-   before anything is sent; a ticket already ``delivered`` is skipped, and a claim held by a
-   live dispatcher is left alone;
+1. **claim**: a row keyed by (family, record id) is committed with status ``claimed`` before
+   anything is sent; a record already ``delivered`` is skipped, and a claim held by a live
+   dispatcher is left alone;
 2. **send**: the file is written atomically (temp file, fsync, rename) under a name derived
-   from the ticket id; the webhook gets the payload with ``Idempotency-Key: dispatch:<ticket>``;
+   from the record id; the webhook gets the payload with
+   ``Idempotency-Key: dispatch:<family>:<record id>``;
 3. **mark delivered**: the ledger row becomes ``delivered``.
 
 A dispatcher that dies between 1 and 3 leaves an in-doubt claim. Once its lease has expired, the
@@ -30,7 +32,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import dagster as dg
-import httpx
 import pandas as pd
 import sqlalchemy as sa
 
@@ -42,7 +43,8 @@ _meta = sa.MetaData()
 ledger_table = sa.Table(
     LEDGER_TABLE,
     _meta,
-    sa.Column("ticket_id", sa.String(64), primary_key=True),  # the exactly-once key
+    sa.Column("family", sa.String(100), primary_key=True),
+    sa.Column("record_id", sa.String(200), primary_key=True),  # with the family: the exactly-once key
     sa.Column("status", sa.String(20), nullable=False),  # claimed / delivered / failed
     sa.Column("claim_token", sa.String(64), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
@@ -67,7 +69,7 @@ class DeliveryReport:
     already_delivered: int = 0  # skipped: the ledger says they went out before
     recovered: list[str] = field(default_factory=list)  # in-doubt claims of a crashed dispatcher, completed now
     held_elsewhere: int = 0  # claimed by a dispatcher that is still within its lease
-    failed: dict[str, str] = field(default_factory=dict)  # ticket id -> reason (retried by the next run)
+    failed: dict[str, str] = field(default_factory=dict)  # record id -> reason (retried by the next run)
 
     def as_metadata(self) -> dict[str, int]:
         return {
@@ -84,19 +86,21 @@ def ensure_ledger(engine: sa.Engine) -> None:
         _meta.create_all(conn, tables=[ledger_table], checkfirst=True)
 
 
-def read_ledger(engine: sa.Engine, status: str | None = None) -> pd.DataFrame:
+def read_ledger(engine: sa.Engine, status: str | None = None, family: str | None = None) -> pd.DataFrame:
     ensure_ledger(engine)
-    stmt = sa.select(ledger_table).order_by(ledger_table.c.claimed_at, ledger_table.c.ticket_id)
+    stmt = sa.select(ledger_table).order_by(ledger_table.c.claimed_at, ledger_table.c.record_id)
     if status:
         stmt = stmt.where(ledger_table.c.status == status)
+    if family:
+        stmt = stmt.where(ledger_table.c.family == family)
     with engine.connect() as conn:
         return pd.read_sql(stmt, conn)
 
 
-def safe_file_name(ticket_id: str) -> str:
-    """A file name for a ticket id; ids with unsafe characters get a hash suffix so names stay unique."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", ticket_id)[:100]
-    return f"{safe}.json" if safe == ticket_id else f"{safe}-{content_hash(ticket_id)[:8]}.json"
+def safe_file_name(record_id: str) -> str:
+    """A file name for a record id; ids with unsafe characters get a hash suffix so names stay unique."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", record_id)[:100]
+    return f"{safe}.json" if safe == record_id else f"{safe}-{content_hash(record_id)[:8]}.json"
 
 
 def atomic_write_json(path: Path, payload: Mapping[str, Any]) -> None:
@@ -121,6 +125,8 @@ def atomic_write_json(path: Path, payload: Mapping[str, Any]) -> None:
 def post_json(url: str, payload: Mapping[str, Any], *, idempotency_key: str, timeout: float,
               attempts: int = 3, backoff: float = 0.2) -> int:
     """POST ``payload``; retries connection errors and 5xx with backoff; returns the 2xx status."""
+    import httpx  # only a deployment with a webhook pays for it
+
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
     headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
     last = ""
@@ -142,6 +148,8 @@ def post_json(url: str, payload: Mapping[str, Any], *, idempotency_key: str, tim
 
 def _display_host(url: str) -> str:
     """The URL without credentials, query or path (which may hold tokens), for messages."""
+    import httpx
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}{':' + str(parsed.port) if parsed.port else ''}"
 
@@ -163,9 +171,10 @@ def _jsonable(v: Any) -> Any:
 class Dispatcher:
     """Delivers items through the ledger protocol; plain Python, used by the ``Outbox`` resource."""
 
-    def __init__(self, engine: sa.Engine, folder: Path, webhook_url: str = "", *, timeout: float = 10.0,
+    def __init__(self, engine: sa.Engine, family: str, folder: Path, webhook_url: str = "", *, timeout: float = 10.0,
                  lease_seconds: float = 60.0) -> None:
         self.engine = engine
+        self.family = family
         self.folder = Path(folder)
         self.webhook_url = webhook_url
         self.timeout = timeout
@@ -173,17 +182,17 @@ class Dispatcher:
         ensure_ledger(engine)
 
     # ---- the protocol ------------------------------------------------------------------------
-    def claim(self, ticket_id: str, *, run_id: str | None, source: str | None, payload_hash: str) -> tuple[str, str | None]:
-        """('new' | 'recovered' | 'retry', token) when this dispatcher now owns the ticket, else ('delivered' | 'held', None)."""
+    def claim(self, record_id: str, *, run_id: str | None, source: str | None, payload_hash: str) -> tuple[str, str | None]:
+        """('new' | 'recovered' | 'retry', token) when this dispatcher now owns the record, else ('delivered' | 'held', None)."""
         token = uuid.uuid4().hex
         now = _now()
         t = ledger_table
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(t).where(t.c.ticket_id == ticket_id)).mappings().first()
+            row = conn.execute(sa.select(t).where(t.c.family == self.family, t.c.record_id == record_id)).mappings().first()
             if row is None:
                 try:
                     conn.execute(sa.insert(t).values(
-                        ticket_id=ticket_id, status="claimed", claim_token=token, run_id=run_id, source=source,
+                        family=self.family, record_id=record_id, status="claimed", claim_token=token, run_id=run_id, source=source,
                         payload_hash=payload_hash, attempts=1, claimed_at=now))
                 except sa.exc.IntegrityError:  # another dispatcher claimed it a moment ago
                     return "held", None
@@ -199,20 +208,21 @@ class Dispatcher:
                 outcome = "retry"
             taken = conn.execute(
                 sa.update(t)
-                .where(t.c.ticket_id == ticket_id, t.c.claim_token == row["claim_token"])
+                .where(t.c.family == self.family, t.c.record_id == record_id, t.c.claim_token == row["claim_token"])
                 .values(status="claimed", claim_token=token, run_id=run_id, claimed_at=now, error=None,
                         attempts=t.c.attempts + 1)
             ).rowcount
             return (outcome, token) if taken == 1 else ("held", None)
 
-    def _finish(self, ticket_id: str, token: str, **values: Any) -> None:
+    def _finish(self, record_id: str, token: str, **values: Any) -> None:
         t = ledger_table
         with self.engine.begin() as conn:
-            conn.execute(sa.update(t).where(t.c.ticket_id == ticket_id, t.c.claim_token == token).values(**values))
+            conn.execute(sa.update(t).where(t.c.family == self.family, t.c.record_id == record_id,
+                                            t.c.claim_token == token).values(**values))
 
     def send(self, payload: Mapping[str, Any], *, in_doubt: bool) -> tuple[str, int | None]:
         """Write the file (unless an in-doubt claim already wrote it) and call the webhook; returns (path, status)."""
-        path = self.folder / safe_file_name(str(payload["ticket_id"]))
+        path = self.folder / safe_file_name(str(payload["record_id"]))
         if not (in_doubt and path.exists()):
             atomic_write_json(path, payload)
         status = None
@@ -223,13 +233,14 @@ class Dispatcher:
 
     def deliver(self, items: pd.DataFrame | Iterable[Mapping[str, Any]], *, run_id: str | None = None,
                 on_delivered: Callable[[str], None] | None = None) -> DeliveryReport:
-        """Deliver each item (a mapping with ``ticket_id`` and ``reply``) at most once, ever, per ticket id."""
+        """Deliver each item (a mapping with ``record_id``) at most once, ever, per (family, record id)."""
         records = items.to_dict(orient="records") if isinstance(items, pd.DataFrame) else list(items)
         report = DeliveryReport()
         for item in records:
-            tid = str(item["ticket_id"])
+            tid = str(item["record_id"])
             payload = {k: _jsonable(v) for k, v in item.items()}
-            payload["delivery_id"] = f"dispatch:{tid}"
+            payload["family"] = self.family
+            payload["delivery_id"] = f"dispatch:{self.family}:{tid}"
             phash = content_hash(payload)
             outcome, token = self.claim(tid, run_id=run_id, source=payload.get("source"), payload_hash=phash)
             if token is None:
@@ -254,12 +265,12 @@ class Dispatcher:
 
 
 class Outbox(dg.ConfigurableResource):
-    """Where approved replies go: JSON files in ``folder`` (default ``<data dir>/outbox``) and,
-    when ``webhook_url`` is set, an HTTP POST per reply. Exactly once per ticket (see module doc).
+    """Where approved outputs go: JSON files under ``folder`` (default ``<data dir>/outbox``), one
+    sub-folder per family, and an HTTP POST per output when the family names a webhook URL
+    variable. Exactly once per (family, record) (see module doc).
     """
 
     folder: str = ""
-    webhook_url: str = ""
     timeout_seconds: float = 10.0
     lease_seconds: float = 60.0  # an unfinished claim older than this belongs to a crashed dispatcher
 
@@ -267,13 +278,11 @@ class Outbox(dg.ConfigurableResource):
     def directory(self) -> Path:
         return Path(self.folder) if self.folder else data_dir() / "outbox"
 
-    def dispatcher(self, warehouse: Warehouse) -> Dispatcher:
-        return Dispatcher(warehouse.engine, self.directory, self.webhook_url, timeout=self.timeout_seconds,
-                          lease_seconds=self.lease_seconds)
+    def dispatcher(self, warehouse: Warehouse, family: str, subfolder: str | None = None,
+                   webhook_url: str = "") -> Dispatcher:
+        return Dispatcher(warehouse.engine, family, self.directory / (subfolder or family), webhook_url,
+                          timeout=self.timeout_seconds, lease_seconds=self.lease_seconds)
 
-    def deliver(self, warehouse: Warehouse, items: pd.DataFrame, *, run_id: str | None = None) -> DeliveryReport:
-        return self.dispatcher(warehouse).deliver(items, run_id=run_id)
-
-    def describe(self) -> str:
-        target = str(self.directory)
-        return target + (f" + webhook {_display_host(self.webhook_url)}" if self.webhook_url else "")
+    def describe(self, family: str, subfolder: str | None = None, webhook_url: str = "") -> str:
+        target = str(self.directory / (subfolder or family))
+        return target + (f" + webhook {_display_host(webhook_url)}" if webhook_url else "")

@@ -319,8 +319,13 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     warehouse: dg.ResourceDependency[Warehouse]
 
+    @staticmethod
+    def table_for(key: dg.AssetKey) -> str:
+        """``family/asset`` -> ``family__asset``: one plain SQL table per asset."""
+        return "__".join(key.path)
+
     def _table(self, context: dg.OutputContext | dg.InputContext) -> str:
-        return context.asset_key.path[-1]
+        return self.table_for(context.asset_key)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
@@ -347,7 +352,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        table = self._table(context.upstream_output) if context.upstream_output else context.asset_key.path[-1]
+        table = self._table(context.upstream_output) if context.upstream_output else self.table_for(context.asset_key)
         partitions = None
         if context.has_asset_partitions:
             partitions = list(context.asset_partition_keys)

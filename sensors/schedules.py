@@ -1,49 +1,54 @@
-"""Recurring jobs: daily context refresh, daily KPIs, hourly catch-up of unenriched batches."""
-
+"""A family's recurring jobs, on the crons of its spec (``schedules:``; null turns one off)."""
 
 import dagster as dg
 
-from orchestration_assets.ingestion import ticket_batches
-from orchestration_assets.jobs import context_refresh_job, kpi_job, triage_job
-
-daily_context_refresh = dg.ScheduleDefinition(
-    name="daily_context_refresh",
-    job=context_refresh_job,
-    cron_schedule="0 5 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Reload CRM accounts, product catalog and knowledge base every morning at 05:00 UTC.",
-)
-
-daily_kpis = dg.ScheduleDefinition(
-    name="daily_kpis",
-    job=kpi_job,
-    cron_schedule="30 0 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Recompute the KPI tables every night at 00:30 UTC over everything routed so far.",
-)
+from orchestration_assets.family import Family
+from orchestration_assets.partitions import batches
 
 
-@dg.schedule(
-    job=triage_job,
-    cron_schedule="15 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=(
-        "Hourly catch-up: runs the triage workflow for every registered batch whose routing "
-        "decisions are missing (e.g. a run failed or a partition was added by hand)."
-    ),
-)
-def hourly_enrichment_catchup(context: dg.ScheduleEvaluationContext):
-    instance = context.instance
-    registered = instance.get_dynamic_partitions(ticket_batches.name)
-    done = instance.get_materialized_partitions(dg.AssetKey("routing_decisions"))
-    missing = [k for k in registered if k not in done]
-    if not missing:
-        return dg.SkipReason("every registered batch has routing decisions")
-    hour = context.scheduled_execution_time.strftime("%Y%m%d%H") if context.scheduled_execution_time else "manual"
-    return [dg.RunRequest(partition_key=k, run_key=f"catchup:{k}:{hour}", tags={"catchup": "true"}) for k in missing]
+def family_schedules(family: Family) -> list[dg.ScheduleDefinition]:
+    crons = family.spec.schedules
+    running = dg.DefaultScheduleStatus.RUNNING
+    out: list[dg.ScheduleDefinition] = []
+    if crons.context_refresh and family.spec.context:
+        out.append(dg.ScheduleDefinition(
+            name=f"{family.name}__context_refresh", job_name=family.job_name("context_refresh"),
+            cron_schedule=crons.context_refresh, execution_timezone="UTC", default_status=running,
+            description=f"Reload the {family.name} context lookups."))
+    if crons.kpis:
+        out.append(dg.ScheduleDefinition(
+            name=f"{family.name}__daily_kpis", job_name=family.job_name("kpis"), cron_schedule=crons.kpis,
+            execution_timezone="UTC", default_status=running,
+            description=f"Recompute the {family.name} KPI tables over everything routed so far."))
+    if crons.retraining and family.tasks_of("classify"):
+        out.append(dg.ScheduleDefinition(
+            name=f"{family.name}__retraining", job_name=family.job_name("training"), cron_schedule=crons.retraining,
+            execution_timezone="UTC", default_status=running,
+            description=f"Retrain the {family.name} classifiers on the labelled data plus reviewed feedback; promote "
+                        "only if the gates pass."))
+    if crons.catchup:
+        out.append(_catchup(family, crons.catchup))
+    return out
 
 
-schedules = [daily_context_refresh, daily_kpis, hourly_enrichment_catchup]
+def _catchup(family: Family, cron: str) -> dg.ScheduleDefinition:
+    parts = batches(family)
+    last = dg.AssetKey(family.key("routing_decisions"))
+
+    @dg.schedule(
+        name=f"{family.name}__catchup", job_name=family.job_name("workflow"), cron_schedule=cron,
+        execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Runs the {family.name} workflow for every registered batch whose routing decisions are "
+                    "missing (a run failed, or a partition was added by hand).",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        registered = context.instance.get_dynamic_partitions(parts.name)
+        done = context.instance.get_materialized_partitions(last)
+        missing = [k for k in registered if k not in done]
+        if not missing:
+            return dg.SkipReason(f"every registered {family.name} batch has routing decisions")
+        stamp = context.scheduled_execution_time.strftime("%Y%m%d%H") if context.scheduled_execution_time else "manual"
+        return [dg.RunRequest(partition_key=k, run_key=f"catchup:{family.name}:{k}:{stamp}",
+                              tags={"catchup": "true", "family": family.name}) for k in missing]
+
+    return _schedule

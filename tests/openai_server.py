@@ -1,15 +1,21 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
 
-It speaks ``POST /v1/chat/completions`` (with ``usage``) and answers from the request itself, so
-results are checkable: the task comes from the ``Task: <name>`` line of the system prompt, the
-ticket from the JSON user message, and the answer is a deterministic function of the ticket text
-(e.g. a ticket mentioning "refund" is classified ``refund``; summaries and drafts quote the ticket
-id). Faults can be injected per request:
+It speaks ``POST /v1/chat/completions`` (with ``usage``) and answers from the request itself, for
+any task of any family: it reads the answer's JSON schema from ``response_format.json_schema.schema``
+(or, for ``json_object`` / no response format, from the ``JSON schema:`` line of the system prompt),
+the record from the JSON user message, and returns a valid, deterministic instance of the schema:
 
-``server_error`` (500), ``unavailable`` (503), ``rate_limit`` (429 with ``Retry-After``),
-``hang`` (no answer for ``hang_s``: the client times out), ``malformed_json`` (a 200 whose body is
-not JSON), ``wrong_schema`` (a valid completion whose content is not the task's schema) and
-``auth`` (a 401 whose message echoes the bearer key, the worst case for leaking secrets).
+- an enum (``label``): :func:`label_for` (the first label whose name appears in the record text,
+  else the first label), or a per-test ``label_for=`` / ``answers=`` hook;
+- ``confidence``: the ``confidence`` setting; a sentiment ``score``: from a few keywords;
+- strings mention the record id (``summary`` is ``"[<id>] <first text field>"``);
+- ``cited_ids``: the first document id given; a list of enum values (flags): the values whose name
+  appears in the text; an optional number: the first number in the text, else null.
+
+Faults can be injected per request: ``server_error`` (500), ``unavailable`` (503), ``rate_limit``
+(429 with ``Retry-After``), ``hang`` (no answer for ``hang_s``: the client times out),
+``malformed_json`` (a 200 whose body is not JSON), ``wrong_schema`` (valid JSON content of the wrong
+shape) and ``auth`` (a 401 whose message echoes the bearer key, the worst case for leaking secrets).
 
 Every request is recorded (path, headers, JSON body, arrival time) so tests can assert what the
 model saw. Use it in-process (``with OpenAICompatServer() as server: server.url``) or as a separate
@@ -30,61 +36,20 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+if __package__ in (None, ""):  # run as a script (python tests/openai_server.py): make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.openai_answers import SchemaAnswer, label_for  # noqa: E402
 
 FAULT_KINDS = ("server_error", "unavailable", "rate_limit", "hang", "malformed_json", "wrong_schema", "auth")
+SCHEMA_MARKER = "JSON schema: "  # as resources/providers/prompts.py writes it
 
-_TASK_RE = re.compile(r"Task:\s*(\w+)")
-
-# keyword -> category, first match wins (checked in this order)
-_CATEGORY_KEYWORDS: tuple[tuple[str, str], ...] = (
-    ("refund", "refund"),
-    ("password", "account_access"),
-    ("log in", "account_access"),
-    ("login", "account_access"),
-    ("invoice", "billing"),
-    ("charged", "billing"),
-    ("billing", "billing"),
-    ("shipping", "shipping"),
-    ("delivery", "shipping"),
-    ("package", "shipping"),
-    ("hacked", "security"),
-    ("phishing", "security"),
-    ("gdpr", "privacy"),
-    ("delete my data", "privacy"),
-    ("error", "technical_issue"),
-    ("crash", "technical_issue"),
-    ("bug", "technical_issue"),
-)
-
-
-def expected_category(text: str) -> str:
-    """The category this server answers for a ticket text (tests use it to check answers)."""
-    low = text.lower()
-    for word, category in _CATEGORY_KEYWORDS:
-        if word in low:
-            return category
-    return "product_question"
-
-
-def expected_priority(text: str) -> str:
-    low = text.lower()
-    if any(w in low for w in ("outage", "urgent", "asap", "down")):
-        return "urgent"
-    if any(w in low for w in ("cannot", "can't", "blocked")):
-        return "high"
-    if "question" in low or "how do i" in low:
-        return "low"
-    return "medium"
-
-
-def expected_sentiment(text: str) -> tuple[str, float]:
-    low = text.lower()
-    if any(w in low for w in ("angry", "terrible", "worst", "unacceptable", "frustrated")):
-        return "negative", -0.8
-    if any(w in low for w in ("thanks", "thank you", "great", "love")):
-        return "positive", 0.8
-    return "neutral", 0.0
+_TASK_RE = re.compile(r"^Task:\s*(\w+)", re.M)
+# the content of a `wrong_schema` answer: valid JSON, wrong shape for every task type
+WRONG_SCHEMA = {"answer": "I think it is fine", "label": "banana", "flags": "all of them", "confidence": "high"}
 
 
 @dataclass
@@ -97,28 +62,64 @@ class RecordedRequest:
     at: float  # time.monotonic() on arrival
     fault: str | None = None
 
+    def _message(self, role: str) -> str | None:
+        for msg in (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []:
+            if msg.get("role") == role:
+                return msg.get("content") or ""
+        return None
+
+    @property
+    def system(self) -> str:
+        return self._message("system") or ""
+
     @property
     def task(self) -> str | None:
-        for msg in (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []:
-            if msg.get("role") == "system":
-                m = _TASK_RE.search(msg.get("content") or "")
-                if m:
-                    return m.group(1)
+        """The task name from the system prompt's ``Task: <name>`` line."""
+        m = _TASK_RE.search(self.system)
+        return m.group(1) if m else None
+
+    @property
+    def response_format(self) -> dict[str, Any] | None:
+        rf = self.body.get("response_format") if isinstance(self.body, dict) else None
+        return rf if isinstance(rf, dict) else None
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The answer's JSON schema: from ``response_format``, else from the system prompt."""
+        rf = self.response_format or {}
+        if rf.get("type") == "json_schema":
+            return (rf.get("json_schema") or {}).get("schema")
+        for line in self.system.splitlines():
+            if line.startswith(SCHEMA_MARKER):
+                try:
+                    return json.loads(line[len(SCHEMA_MARKER):])
+                except json.JSONDecodeError:
+                    return None
         return None
 
     @property
     def user_payload(self) -> dict[str, Any]:
-        for msg in (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []:
-            if msg.get("role") == "user":
-                try:
-                    return json.loads(msg.get("content") or "{}")
-                except json.JSONDecodeError:
-                    return {"text": msg.get("content")}
-        return {}
+        content = self._message("user")
+        if content is None:
+            return {}
+        try:
+            payload = json.loads(content)
+        except json.JSONDecodeError:
+            return {"text": {"text": content}}
+        return payload if isinstance(payload, dict) else {}
 
     @property
-    def ticket_id(self) -> str | None:
-        return self.user_payload.get("ticket_id")
+    def record_id(self) -> str | None:
+        return self.user_payload.get("id")
+
+    @property
+    def text(self) -> str:
+        """The record's text fields joined by newlines."""
+        text = self.user_payload.get("text") or {}
+        return "\n".join(str(v) for v in text.values()) if isinstance(text, dict) else str(text)
+
+
+AnswerHook = Callable[[RecordedRequest, dict], "dict | None"]
 
 
 @dataclass
@@ -135,12 +136,17 @@ class ServerSettings:
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ("server_error",)
     seed: int = 0
-    classify_confidence: float = 0.93
+    confidence: float = 0.93
     # fixed (prompt, completion) usage for every answer; None = derived from the text
     usage: tuple[int, int] | None = None
     # report completion_tokens = the request's max_tokens (makes cost exactly predictable)
     completion_tokens_from_max_tokens: bool = False
+    # the served model version in the response (None = echo the requested model)
+    model_version: str | None = None
     fault_when: Callable[[RecordedRequest], str | None] | None = None
+    # answers(request, schema) -> content dict, or None for the generic answer
+    answers: AnswerHook | None = None
+    label_for: Callable[[str, Sequence[str]], str] = label_for
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -246,28 +252,15 @@ class OpenAICompatServer:
 
     # ---- answers ---------------------------------------------------------------------------
     def answer_content(self, rec: RecordedRequest) -> dict[str, Any]:
-        payload = rec.user_payload
-        ticket_id = payload.get("ticket_id", "")
-        text = f"{payload.get('subject', '')}\n{payload.get('body', '')}"
-        task = rec.task
-        if task == "classify":
-            return {"category": expected_category(text), "confidence": self.settings.classify_confidence}
-        if task == "prioritize":
-            return {"priority": expected_priority(text), "confidence": 0.9, "reasons": [f"read ticket {ticket_id}"]}
-        if task == "sentiment":
-            label, score = expected_sentiment(text)
-            return {"sentiment": label, "score": score}
-        if task == "summarize":
-            subject = (payload.get("subject") or payload.get("body") or "").strip()
-            return {"summary": f"[{ticket_id}] {subject[:80]}"}
-        if task == "draft_reply":
-            ids = [a.get("article_id") for a in payload.get("articles", []) if a.get("article_id")]
-            cite = f" See article {ids[0]}." if ids else ""
-            return {
-                "draft": f"Hello, thank you for contacting us about ticket {ticket_id}. We are on it.{cite}",
-                "cited_article_ids": ids[:1],
-            }
-        return {"error": f"unknown task {task!r}"}
+        """The answer to a request: the test's ``answers`` hook, else a generic instance of the schema."""
+        schema = rec.schema
+        if schema is None:
+            return {"error": "no JSON schema in the request"}
+        if self.settings.answers is not None:
+            custom = self.settings.answers(rec, schema)
+            if custom is not None:
+                return custom
+        return SchemaAnswer(rec, self.settings).build(schema)
 
     def completion(self, rec: RecordedRequest, content: str) -> dict[str, Any]:
         body = rec.body if isinstance(rec.body, dict) else {}
@@ -284,7 +277,7 @@ class OpenAICompatServer:
             "id": f"chatcmpl-test-{n}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": body.get("model", "test-model"),
+            "model": self.settings.model_version or body.get("model", "test-model"),
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
             ],
@@ -405,8 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, {"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid_request_error",
                                        "code": "invalid_api_key"}})
         elif fault == "wrong_schema":
-            content = json.dumps({"answer": "I think it is fine", "label": "banana"})
-            self._json(200, owner.completion(rec, content))
+            self._json(200, owner.completion(rec, json.dumps(WRONG_SCHEMA)))
         else:
             self._json(200, owner.completion(rec, json.dumps(owner.answer_content(rec))))
 
@@ -420,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-kinds", default="server_error,rate_limit,malformed_json,wrong_schema")
     parser.add_argument("--retry-after", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--confidence", type=float, default=0.93, help="confidence in every answer that has one")
     args = parser.parse_args(argv)
     server = OpenAICompatServer(
         args.host,
@@ -429,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         retry_after_s=args.retry_after,
         seed=args.seed,
+        confidence=args.confidence,
     ).start()
     print(f"READY {server.url}", flush=True)
     try:

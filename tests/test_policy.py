@@ -1,102 +1,100 @@
-"""Routing policy: one test per reason code, and readable errors for invalid policy files."""
+"""The policy: CEL rules over a record's answers decide auto_send, human review or escalation."""
 
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 import pytest
+import yaml
 
-from resources.policy import DEFAULT_POLICY_PATH, PolicyError, RoutingPolicy, route
-
-POLICY = RoutingPolicy.from_file(DEFAULT_POLICY_PATH)
-
-
-def _ticket(**over):
-    base = dict(
-        ticket_id="T-1", status="enriched", category="shipping", category_confidence=0.93, priority="medium",
-        sentiment_score=0.1, is_vip=False, guardrail_violations=[], legal_flag=False, security_flag=False,
-        data_deletion_flag=False, refund_over_threshold=False, prompt_injection_flag=False,
-    )
-    base.update(over)
-    return base
+from orchestration_assets.core.policy import decide, policy_version
+from orchestration_assets.family import Family
+from tests.workflow import DEFS
 
 
-def _decide(**over):
-    out = route(pd.DataFrame([_ticket(**over)]), POLICY).iloc[0]
-    return out["decision"], out["reasons"]
+@pytest.fixture(scope="module")
+def family(families) -> Family:
+    return families["support_triage"]
 
 
-def test_clean_confident_ticket_is_auto_sent_with_no_reason():
-    assert _decide() == ("auto_send", [])
+def row(**overrides) -> dict:
+    base = {
+        "record_id": "R-1", "status": "enriched", "guardrail_violations": [], "channel": "email",
+        "category": "billing", "category_confidence": 0.9, "priority": "medium", "priority_confidence": 0.8,
+        "sentiment": "neutral", "sentiment_score": 0.0, "compliance": [], "refund_amount_usd": None,
+        "account__is_vip": False, "account__tier": "pro",
+    }
+    return {**base, **overrides}
 
 
-def test_low_confidence_goes_to_review():
-    assert _decide(category_confidence=0.31) == ("human_review", ["LOW_CONFIDENCE"])
+def decision(family: Family, **overrides) -> dict:
+    return decide(family, pd.DataFrame([row(**overrides)])).iloc[0].to_dict()
 
 
-def test_sensitive_category_escalates_or_reviews_as_configured():
-    assert _decide(category="security") == ("escalate", ["SENSITIVE_CATEGORY:security"])
-    assert _decide(category="privacy") == ("human_review", ["SENSITIVE_CATEGORY:privacy"])
+def test_a_confident_ordinary_record_is_sent_automatically(family):
+    d = decision(family)
+    assert d["decision"] == "auto_send" and d["reasons"] == [] and d["policy_errors"] == []
+    assert d["policy_version"] == policy_version(family)
 
 
-@pytest.mark.parametrize(
-    "flag,decision",
-    [("legal_flag", "escalate"), ("security_flag", "escalate"), ("data_deletion_flag", "human_review"),
-     ("refund_over_threshold", "human_review"), ("prompt_injection_flag", "human_review")],
-)
-def test_compliance_flags(flag, decision):
-    assert _decide(**{flag: True}) == (decision, [f"SENSITIVE_FLAG:{flag}"])
+@pytest.mark.parametrize("overrides, outcome, reason", [
+    ({"category_confidence": 0.4}, "human_review", "LOW_CONFIDENCE"),
+    ({"category": "security"}, "escalate", "SENSITIVE_CATEGORY:security"),
+    ({"compliance": ["legal"]}, "escalate", "SENSITIVE_FLAG:legal"),
+    ({"compliance": ["refund_request"], "refund_amount_usd": 650.0}, "human_review", "SENSITIVE_FLAG:refund_over_threshold"),
+    ({"account__is_vip": True}, "human_review", "VIP_ACCOUNT"),
+    ({"sentiment_score": -0.6, "priority": "urgent"}, "escalate", "NEGATIVE_HIGH_PRIORITY"),
+])
+def test_each_rule_adds_its_reason_and_the_most_severe_action_wins(family, overrides, outcome, reason):
+    d = decision(family, **overrides)
+    assert d["decision"] == outcome and reason in d["reasons"]
 
 
-def test_vip_account_is_never_auto_sent():
-    assert _decide(is_vip=True) == ("human_review", ["VIP_ACCOUNT"])
+def test_a_refund_request_under_the_limit_or_without_an_amount_passes(family):
+    assert decision(family, compliance=["refund_request"], refund_amount_usd=120.0)["decision"] == "auto_send"
+    assert decision(family, compliance=["refund_request"], refund_amount_usd=None)["decision"] == "auto_send"
 
 
-def test_negative_sentiment_on_high_priority_escalates_but_not_on_low():
-    assert _decide(sentiment_score=-0.8, priority="urgent") == ("escalate", ["NEGATIVE_HIGH_PRIORITY"])
-    assert _decide(sentiment_score=-0.8, priority="low") == ("auto_send", [])
+def test_several_rules_record_every_reason(family):
+    d = decision(family, category_confidence=0.3, account__is_vip=True, compliance=["security"])
+    assert d["decision"] == "escalate"
+    assert set(d["reasons"]) == {"LOW_CONFIDENCE", "VIP_ACCOUNT", "SENSITIVE_FLAG:security"}
 
 
-def test_draft_guardrail_failure_goes_to_review():
-    assert _decide(guardrail_violations=["pii_in_draft"]) == ("human_review", ["DRAFT_GUARDRAIL:pii_in_draft"])
+def test_a_failed_record_goes_to_review_without_evaluating_its_empty_answers(family):
+    d = decision(family, status="failed", category=None, category_confidence=None)
+    assert d["decision"] == "human_review" and d["reasons"] == ["ENRICHMENT_FAILED"] and d["policy_errors"] == []
 
 
-def test_failed_enrichment_goes_to_review_with_reason():
-    assert _decide(status="failed") == ("human_review", ["ENRICHMENT_FAILED"])
+def test_a_guardrail_violation_sends_the_record_to_a_human(family):
+    d = decision(family, guardrail_violations=["reply:pii_in_output"])
+    assert d["decision"] == "human_review" and d["reasons"] == ["GUARDRAIL:reply:pii_in_output"]
 
 
-def test_most_severe_action_wins_and_every_reason_is_kept():
-    decision, reasons = _decide(is_vip=True, category_confidence=0.2, legal_flag=True)
-    assert decision == "escalate"
-    assert reasons == ["LOW_CONFIDENCE", "SENSITIVE_FLAG:legal_flag", "VIP_ACCOUNT"]
+def test_an_undecidable_rule_never_lets_a_record_through(family):
+    # a null confidence cannot be ordered: the rule errs, and the record goes to a human saying why
+    d = decision(family, category_confidence=None)
+    assert d["decision"] == "human_review"
+    assert d["reasons"] == ["POLICY_ERROR:LOW_CONFIDENCE"]
+    assert d["policy_errors"] and "LOW_CONFIDENCE" in d["policy_errors"][0]
 
 
-def test_policy_hash_is_recorded_and_changes_with_the_policy(tmp_path):
-    out = route(pd.DataFrame([_ticket()]), POLICY)
-    assert out["policy_hash"].iloc[0] == POLICY.policy_hash and len(POLICY.policy_hash) == 16
-    changed = tmp_path / "p.yaml"
-    changed.write_text(DEFAULT_POLICY_PATH.read_text().replace("confidence_threshold: 0.55", "confidence_threshold: 0.7"))
-    assert RoutingPolicy.from_file(changed).policy_hash != POLICY.policy_hash
+def test_a_record_without_a_matching_lookup_row_reads_nulls(family):
+    d = decision(family, account__is_vip=None, account__tier=None)
+    assert d["decision"] == "auto_send" and d["policy_errors"] == []
 
 
-def test_invalid_policy_names_file_key_and_reason(tmp_path):
-    bad = tmp_path / "policy.yaml"
-    bad.write_text(
-        "version: 1\nconfidence_threshold: 1.4\nsensitive_categories:\n  biling: escalate\n"
-        "flag_actions:\n  legal_flag: shout\nvip_actoin: escalate\n"
-    )
-    with pytest.raises(PolicyError) as err:
-        RoutingPolicy.from_file(bad)
-    msg = str(err.value)
-    assert f"{bad}: key 'confidence_threshold': Input should be less than or equal to 1" in msg
-    assert "key 'sensitive_categories': unknown category ['biling']" in msg
-    assert "key 'flag_actions.legal_flag': Input should be 'auto_send', 'human_review' or 'escalate'" in msg
-    assert "key 'vip_actoin': unknown key (typo?)" in msg
-
-
-def test_unparseable_yaml_and_missing_file_are_clear(tmp_path):
-    bad = tmp_path / "policy.yaml"
-    bad.write_text("version: 1\nconfidence_threshold: [0.5\n")
-    with pytest.raises(PolicyError, match=r"policy.yaml: not valid YAML at line \d+, column \d+"):
-        RoutingPolicy.from_file(bad)
-    with pytest.raises(PolicyError, match="cannot read the policy file"):
-        RoutingPolicy.from_file(tmp_path / "nope.yaml")
+def test_the_default_action_applies_when_no_rule_fires_and_rules_can_lower_it():
+    doc = yaml.safe_load((DEFS / "support_triage" / "defs.yaml").read_text())
+    attrs = copy.deepcopy(doc["attributes"])
+    attrs["default_action"] = "human_review"
+    attrs["policy"] = [{"when": "category == 'billing' && category_confidence >= 0.95", "action": "auto_send",
+                        "reason": "CONFIDENT_BILLING"}]
+    fam = Family.from_attributes(attrs, DEFS / "support_triage", "defs.yaml")
+    assert decision(fam, category_confidence=0.9)["decision"] == "human_review"
+    sure = decision(fam, category_confidence=0.97)
+    assert sure["decision"] == "auto_send" and sure["reasons"] == ["CONFIDENT_BILLING"]
+    # a guardrail still wins over a rule that lowers the action
+    assert decision(fam, category_confidence=0.97, guardrail_violations=["reply:no_citation"])["decision"] == "human_review"
+    assert policy_version(fam) != policy_version(Family.load(DEFS / "support_triage"))

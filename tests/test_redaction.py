@@ -10,7 +10,7 @@ import pytest
 
 from resources.redaction import find_pii, iban_ok, luhn_ok, redact
 
-SAMPLE = Path(__file__).resolve().parent.parent / "orchestration_assets" / "sample_data"
+SAMPLE = Path(__file__).resolve().parent.parent / "orchestration_assets" / "defs" / "support_triage" / "data"
 
 
 @pytest.mark.parametrize(

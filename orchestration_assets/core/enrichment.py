@@ -1,171 +1,109 @@
-"""Plain logic of the enrichment step: ticket rows -> provider inputs, results -> tables, the join.
+"""Plain logic of enrichment: task results -> task tables, and the join into enriched records. No Dagster.
 
-No Dagster here; assets call these functions.
+Each task's table has one row per record: ``record_id``, ``input_hash``, the task's answer
+columns and its provenance columns (``<task>_model_version``, ``<task>_path``, ``<task>_error`` ...).
+:func:`assemble_enriched` joins them onto the records: one row per record, nothing dropped; a
+record some task could not answer (a missing row, an error, or an answer for an older version
+of the record) is ``failed`` with a ``failure_reason`` naming the task(s).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from resources.providers.base import AccountContext, KBArticle, TaskResult, TicketInput, content_hash
+from resources.providers.base import TaskResult, content_hash
+from resources.providers.definition import TaskDefinition
 
-PROVENANCE_FIELDS = (
-    "provider",
-    "model_id",
-    "model_version",
-    "prompt_hash",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "latency_ms",
-    "attempts",
-    "path",
-    "redactions",
-    "error",
-)
-
-# task -> (provenance column prefix, {answer field: column in the tables})
-TASK_COLUMNS: dict[str, tuple[str, dict[str, str]]] = {
-    "classify": ("classify", {"category": "category", "confidence": "classify_confidence"}),
-    "prioritize": ("priority", {"priority": "priority", "confidence": "priority_confidence", "reasons": "priority_reasons"}),
-    "sentiment": ("sentiment", {"sentiment": "sentiment", "score": "sentiment_score"}),
-    "summarize": ("summary", {"summary": "summary"}),
-    "draft_reply": ("draft", {"draft": "draft", "cited_article_ids": "draft_cited_article_ids"}),
-}
+SUMMED = ("tokens_in", "tokens_out", "cost_usd", "latency_ms", "attempts", "redactions")
+INTEGERS = ("tokens_in", "tokens_out", "attempts", "redactions")
 
 
-def accounts_by_id(accounts: pd.DataFrame) -> dict[str, AccountContext]:
-    if accounts is None or accounts.empty:
-        return {}
-    out = {}
-    for rec in accounts.to_dict(orient="records"):
-        out[str(rec["account_id"])] = AccountContext(
-            account_id=str(rec["account_id"]),
-            name=rec.get("name"),
-            tier=rec.get("tier"),
-            is_vip=bool(rec.get("is_vip")),
-            arr_usd=None if pd.isna(rec.get("arr_usd")) else float(rec["arr_usd"]),
-            region=rec.get("region"),
-        )
-    return out
-
-
-def to_inputs(
-    tickets: pd.DataFrame,
-    accounts: pd.DataFrame | None = None,
-    categories: pd.Series | None = None,
-    articles: Sequence[Sequence[KBArticle]] | None = None,
-) -> list[TicketInput]:
-    """Provider inputs for raw ticket rows, with account context (and category/articles when known)."""
-    by_id = accounts_by_id(accounts) if accounts is not None else {}
-    cats = categories.to_dict() if categories is not None else {}
-    out = []
-    for i, rec in enumerate(tickets.to_dict(orient="records")):
-        tid = str(rec["ticket_id"])
-        out.append(
-            TicketInput(
-                ticket_id=tid,
-                subject=rec.get("subject") or "",
-                body=rec.get("body") or "",
-                channel=rec.get("channel"),
-                account=by_id.get(str(rec.get("account_id"))),
-                category=cats.get(tid),
-                articles=list(articles[i]) if articles is not None else [],
-            )
-        )
-    return out
-
-
-def results_frame(results: Iterable[TaskResult], task: str) -> pd.DataFrame:
-    """A specialist table: ticket_id, the task's answer fields and its provenance, prefixed by task."""
-    prefix, fields = TASK_COLUMNS[task]
-    rows = []
-    for r in results:
-        row = {"ticket_id": r.ticket_id, "input_hash": r.input_hash}
-        for f, col in fields.items():
-            row[col] = getattr(r, f)
-        for f in PROVENANCE_FIELDS:
-            row[f"{prefix}_{f}"] = getattr(r, f)
-        rows.append(row)
-    columns = ["ticket_id", "input_hash", *fields.values(), *(f"{prefix}_{f}" for f in PROVENANCE_FIELDS)]
-    return pd.DataFrame(rows, columns=columns)
-
-
-SPECIALIST_PREFIXES = [v[0] for v in TASK_COLUMNS.values()]
+def task_frame(task: TaskDefinition, results: Iterable[TaskResult]) -> pd.DataFrame:
+    """A task's table: record_id, input_hash, answer columns, provenance columns."""
+    rows = [{"record_id": r.record_id, "input_hash": r.input_hash, **task.to_columns(r)} for r in results]
+    columns = ["record_id", "input_hash", *task.columns()]
+    df = pd.DataFrame(rows, columns=columns)
+    for col, kind in task.columns().items():
+        if kind == "float":
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        elif kind == "int":
+            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
+    return df
 
 
 def assemble_enriched(
-    raw: pd.DataFrame,
-    accounts: pd.DataFrame,
-    specialists: Sequence[pd.DataFrame],
-    flags: pd.DataFrame,
-    guardrails: pd.DataFrame,
+    records: pd.DataFrame,
+    tasks: Mapping[str, TaskDefinition],
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    model_task: str,
     run_id: str,
     partition: str,
 ) -> pd.DataFrame:
-    """Join the specialists' tables onto the raw tickets: one row per raw ticket, nothing dropped.
-
-    A ticket any specialist could not answer (missing row or error) gets status "failed" and a
-    failure_reason naming the task(s); every other ticket is "enriched".
-    """
-    base_cols = ["ticket_id", "account_id", "created_at", "channel", "subject", "body", "input_hash"]
-    df = raw[[c for c in base_cols if c in raw.columns]].copy()
-    if "category" in raw.columns:
-        df["label_category"] = raw["category"].values
-    acc = accounts[["account_id", "tier", "is_vip"]].rename(columns={"tier": "account_tier"}) if len(accounts) else None
-    if acc is not None:
-        df = df.merge(acc, on="account_id", how="left")
-    else:
-        df["account_tier"], df["is_vip"] = None, False
-    df["is_vip"] = df["is_vip"].fillna(False).astype(bool)
-
-    problems: dict[str, list[str]] = {tid: [] for tid in df["ticket_id"]}
-    ids = df.set_index("ticket_id")["input_hash"]
-    for part in specialists:
-        prefixes = [p for p in SPECIALIST_PREFIXES if f"{p}_model_version" in part.columns]
-        present = set(part["ticket_id"])
-        stale_ids = set(part.loc[part["input_hash"].values != ids.reindex(part["ticket_id"]).values, "ticket_id"])
-        df = df.merge(part.drop(columns=["input_hash"]), on="ticket_id", how="left")
-        for tid in df["ticket_id"]:
-            if tid not in present:
-                problems[tid].append(f"{'/'.join(prefixes)}: no result")
-            elif tid in stale_ids:
-                problems[tid].append(f"{'/'.join(prefixes)}: result is for an older version of the ticket")
-        for prefix in prefixes:
-            for tid, err in df[["ticket_id", f"{prefix}_error"]].itertuples(index=False):
-                if isinstance(err, str) and err:
-                    problems[tid].append(f"{prefix}: {err}")
-
-    flag_cols = [c for c in flags.columns if c != "ticket_id"]
-    df = df.merge(flags, on="ticket_id", how="left")
-    for c in flag_cols:
-        if c.endswith("_flag") or c == "refund_over_threshold":
-            df[c] = df[c].fillna(False).astype(bool)
-    df = df.merge(guardrails, on="ticket_id", how="left")
-    df["guardrail_violations"] = df["guardrail_violations"].map(lambda v: list(v) if isinstance(v, (list, tuple)) else [])
-
-    df["failure_reason"] = df["ticket_id"].map(lambda t: "; ".join(problems[t]) or None)
+    """Join every task's table onto the records (with their joined lookup columns)."""
+    df = records.reset_index(drop=True).copy()
+    problems: dict[str, list[str]] = {rid: [] for rid in df["record_id"]}
+    current = df.set_index("record_id")["input_hash"]
+    for name, task in tasks.items():
+        part = frames[name].drop_duplicates("record_id", keep="last")
+        present = set(part["record_id"])
+        stale = set(part.loc[part["input_hash"].values != current.reindex(part["record_id"]).values, "record_id"])
+        df = df.merge(part.drop(columns=["input_hash"]), on="record_id", how="left")
+        errors = dict(zip(df["record_id"], df[f"{name}_error"]))
+        for rid in df["record_id"]:
+            if rid not in present:
+                problems[rid].append(f"{name}: no result")
+            elif rid in stale:
+                problems[rid].append(f"{name}: the answer is for an older version of the record")
+            elif isinstance(errors.get(rid), str) and errors[rid]:
+                problems[rid].append(f"{name}: {errors[rid]}")
+    df["failure_reason"] = df["record_id"].map(lambda r: "; ".join(problems[r]) or None)
     df["status"] = df["failure_reason"].map(lambda r: "failed" if r else "enriched")
+    df["guardrail_violations"] = _violations(df, tasks)
 
-    # row-level provenance: the classifier version is "the" model version; the prompt hash covers every task
-    df["category_confidence"] = df.pop("classify_confidence")
-    df["model_version"] = df["classify_model_version"]
-    prompt_cols = [f"{p}_prompt_hash" for p in SPECIALIST_PREFIXES]
-    df["prompt_hash"] = df[prompt_cols].apply(lambda r: content_hash(*r.tolist()), axis=1) if len(df) else []
-    for agg in ("tokens_in", "tokens_out", "cost_usd", "latency_ms", "attempts", "redactions"):
-        cols = [f"{p}_{agg}" for p in SPECIALIST_PREFIXES]
-        df[agg] = df[cols].fillna(0).sum(axis=1)
-    df["tokens_in"] = df["tokens_in"].astype("int64")
-    df["tokens_out"] = df["tokens_out"].astype("int64")
-    df["attempts"] = df["attempts"].astype("int64")
-    df["redactions"] = df["redactions"].astype("int64")
-    path_cols = [f"{p}_path" for p in SPECIALIST_PREFIXES]
+    df["model_version"] = df[f"{model_task}_model_version"]
+    version_cols = {name: f"{name}_model_version" for name in tasks}
+    df["model_versions"] = [
+        {name: v for name, v in zip(version_cols, vals)}
+        for vals in df[list(version_cols.values())].itertuples(index=False, name=None)
+    ] if len(df) else []
+    prompt_cols = [f"{name}_prompt_hash" for name in tasks]
+    df["prompt_version"] = [content_hash(*vals) for vals in df[prompt_cols].itertuples(index=False, name=None)] \
+        if len(df) else []
+    for agg in SUMMED:
+        cols = [f"{name}_{agg}" for name in tasks]
+        df[agg] = df[cols].apply(pd.to_numeric, errors="coerce").fillna(0).sum(axis=1)
+        if agg in INTEGERS:
+            df[agg] = df[agg].astype("int64")
+    path_cols = [f"{name}_path" for name in tasks]
     df["fallback_used"] = df[path_cols].apply(
         lambda r: any(isinstance(v, str) and v.startswith("fallback") for v in r), axis=1
-    ) if len(df) else []
+    ).astype(bool) if len(df) else pd.Series(dtype=bool)
     df["partition"] = partition
     df["run_id"] = run_id
     df["enriched_at"] = pd.Timestamp.now(tz="UTC")
     return df.reset_index(drop=True)
+
+
+def _violations(df: pd.DataFrame, tasks: Mapping[str, TaskDefinition]) -> list[list[str]]:
+    cols = [(name, f"{name}_violations") for name in tasks if f"{name}_violations" in df.columns]
+    out: list[list[str]] = [[] for _ in range(len(df))]
+    for name, col in cols:
+        for i, vs in enumerate(df[col].tolist()):
+            if isinstance(vs, (list, tuple)):
+                out[i].extend(f"{name}:{v}" for v in vs)
+    return out
+
+
+def label_agreement(df: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
+    """Share of enriched records whose answer equals the known answer, per (task, truth field)."""
+    out: dict[str, float] = {}
+    ok = df[df["status"] == "enriched"] if "status" in df else df
+    for task, truth in pairs:
+        if task in ok and truth in ok:
+            known = ok[ok[truth].notna()]
+            if len(known):
+                out[f"label_agreement.{task}"] = float((known[task] == known[truth]).mean())
+    return out

@@ -1,58 +1,63 @@
-"""Per-draft guardrails, applied before a draft can be routed (plain logic, no Dagster).
+"""Guardrails on generated text (draft answers), applied before a record can be routed. No Dagster.
 
-A draft that leaks PII is redacted (the violation is kept so routing sends it to a human);
-a draft that echoes a prompt-injection phrase from its ticket, cites no article, or is out
-of length bounds is flagged. The asset checks on ``enriched_tickets`` re-verify the stored
-result independently.
+A draft that leaks PII is redacted (the violation is kept, so the policy's ``output_action`` sends
+the record to a human); a draft that repeats a prompt-injection phrase from its record, cites no
+document when the task requires one, or is out of its length bounds is flagged. The asset checks
+on ``enriched_records`` re-verify the stored result independently of this code.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from resources.compliance import find_injection_phrases
+from resources.injection import find_injection_phrases
+from resources.providers.definition import TaskDefinition
 from resources.redaction import find_pii, redact
 
-DRAFT_MIN_CHARS = 80
-DRAFT_MAX_CHARS = 4000
+VIOLATIONS = ("pii_in_output", "injection_echo", "no_citation", "too_short", "too_long")
 
 
-def echoed_injection_phrases(draft: str, ticket_text: str) -> list[str]:
-    """Injection phrases found in the ticket that the draft repeats."""
-    if not draft or not ticket_text:
+def echoed_injection_phrases(output: str, source_text: str) -> list[str]:
+    """Injection phrases of the source text that the output repeats."""
+    if not output or not source_text:
         return []
-    d = draft.lower()
-    return [p for p in find_injection_phrases(ticket_text) if p.lower() in d]
+    low = output.lower()
+    return [p for p in find_injection_phrases(source_text) if p.lower() in low]
 
 
-def apply_draft_guardrails(drafts: pd.DataFrame, tickets: pd.DataFrame) -> pd.DataFrame:
-    """ticket_id, draft_reply (sanitised), guardrail_violations (list), pii_redacted_in_draft (int)."""
-    text_by_id = (tickets["subject"].fillna("") + "\n" + tickets["body"].fillna("")).set_axis(tickets["ticket_id"]).to_dict()
-    rows = []
-    for rec in drafts[["ticket_id", "draft", "draft_cited_article_ids"]].to_dict(orient="records"):
-        draft = rec["draft"] if isinstance(rec["draft"], str) else None
-        violations: list[str] = []
-        redacted = 0
-        if draft:
-            if find_pii(draft):
-                red = redact(draft)
-                draft, redacted = red.text, red.count
-                violations.append("pii_in_draft")
-            if echoed_injection_phrases(draft, text_by_id.get(rec["ticket_id"], "")):
-                violations.append("injection_echo")
-            cited = rec["draft_cited_article_ids"]
-            if cited is None or len(cited) == 0:
-                violations.append("no_citation")
-            if len(draft) < DRAFT_MIN_CHARS:
-                violations.append("too_short")
-            elif len(draft) > DRAFT_MAX_CHARS:
-                violations.append("too_long")
-        rows.append(
-            {
-                "ticket_id": rec["ticket_id"],
-                "draft_reply": draft,
-                "guardrail_violations": violations,
-                "pii_redacted_in_draft": redacted,
-            }
-        )
-    return pd.DataFrame(rows, columns=["ticket_id", "draft_reply", "guardrail_violations", "pii_redacted_in_draft"])
+def check_draft(task: TaskDefinition, text: str | None, cited: list | None, source_text: str) -> tuple[str | None, list[str], int]:
+    """(sanitised text, violations, PII spans redacted) of one draft answer."""
+    if not isinstance(text, str) or not text:
+        return text, [], 0
+    violations: list[str] = []
+    redacted = 0
+    if find_pii(text):
+        result = redact(text)
+        text, redacted = result.text, result.count
+        violations.append("pii_in_output")
+    if echoed_injection_phrases(text, source_text):
+        violations.append("injection_echo")
+    if task.spec.citation_required and not cited:
+        violations.append("no_citation")
+    if len(text) < task.spec.min_chars:
+        violations.append("too_short")
+    elif len(text) > task.spec.max_chars:
+        violations.append("too_long")
+    return text, violations, redacted
+
+
+def apply_output_guardrails(task: TaskDefinition, answers: pd.DataFrame, source_texts: dict[str, str]) -> pd.DataFrame:
+    """The draft task's answers with text sanitised and ``<task>_violations`` / ``<task>_pii_redacted`` added."""
+    n = task.name
+    out = answers.copy()
+    texts, violations, redactions = [], [], []
+    for rid, text, cited in zip(out["record_id"], out[n], out[f"{n}_cited_ids"]):
+        clean, found, count = check_draft(task, text, list(cited) if isinstance(cited, (list, tuple)) else [],
+                                          source_texts.get(rid, ""))
+        texts.append(clean)
+        violations.append(found)
+        redactions.append(count)
+    out[n] = texts
+    out[f"{n}_violations"] = violations
+    out[f"{n}_pii_redacted"] = pd.Series(redactions, index=out.index, dtype="int64")
+    return out

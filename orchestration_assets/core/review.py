@@ -1,23 +1,21 @@
-"""Human-in-the-loop review: the queue, decisions, feedback rows and review KPIs (plain logic, no Dagster).
+"""Human review: the queue and reviewer decisions, for any family (plain logic, no Dagster).
 
-A ticket routed to ``human_review`` or ``escalate`` waits in the review queue until a reviewer
-records one decision for it:
+A record routed to ``human_review`` or ``escalate`` waits in its family's queue until a reviewer
+records one decision, among the family's ``review.actions``:
 
-- ``approve``: the model's draft goes out as is;
-- ``edit_and_approve``: the reviewer's edited reply goes out instead (it must be free of PII);
-- ``reject``: nothing goes out, the ticket is handled outside the platform;
-- ``relabel``: the model's category was wrong; the corrected label feeds retraining and the
-  draft (written for the wrong category) is not sent.
+- ``approve``: the output (the dispatch output's generated text, if any) goes out as is;
+- ``edit_and_approve``: the reviewer's edited text goes out instead (it must be free of PII);
+- ``reject``: nothing goes out; the record is handled outside the platform;
+- ``relabel``: the ``relabel_task``'s label was wrong; the corrected label feeds retraining and
+  nothing goes out (the output was written for the wrong label).
 
-Decisions live in the ``review_decisions`` warehouse table, one row per ticket (the database
-enforces it), and each one is also an ``audit_log`` event.
+Decisions of every family live in one ``review_decisions`` table, one row per (family, record)
+(the database enforces it), and each one is also an ``audit_log`` event.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -25,26 +23,15 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, field_validator
 
-from resources.audit import natural_key, read_audit, record_events
-from resources.providers.base import CATEGORIES
+from resources.audit import natural_key, record_events
 from resources.warehouse import Warehouse
+
+from ..family import Family
 
 REVIEW_TABLE = "review_decisions"
 REVIEWABLE = ("human_review", "escalate")
 APPROVING = ("approve", "edit_and_approve")
-QUEUE_COLUMNS = [
-    "ticket_id", "decision", "reasons", "category", "category_confidence", "priority", "sentiment", "is_vip",
-    "model_version", "subject", "body", "summary", "draft_reply", "guardrail_violations", "account_id",
-    "created_at", "queued_at", "age_hours", "waiting_hours", "partition",
-]
-FEEDBACK_COLUMNS = ["ticket_id", "subject", "body", "label", "source", "recorded_at"]
-
-
-class ReviewAction(str, Enum):
-    approve = "approve"
-    edit_and_approve = "edit_and_approve"
-    reject = "reject"
-    relabel = "relabel"
+ACTIONS = ("approve", "edit_and_approve", "reject", "relabel")
 
 
 class ReviewError(ValueError):
@@ -54,62 +41,54 @@ class ReviewError(ValueError):
 class ReviewDecision(BaseModel):
     """One reviewer decision as entered in the launchpad or the CLI."""
 
-    ticket_id: str
-    decision: ReviewAction
+    record_id: str
+    decision: str
     reviewer: str
-    edited_reply: str | None = None
+    edited_text: str | None = None
     corrected_label: str | None = None
     note: str = ""
 
-    @field_validator("ticket_id", "reviewer", mode="before")
+    @field_validator("record_id", "reviewer", "decision", mode="before")
     @classmethod
     def _strip(cls, v: Any) -> Any:
         return v.strip() if isinstance(v, str) else v
 
-    @field_validator("edited_reply", "corrected_label", mode="before")
+    @field_validator("edited_text", "corrected_label", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
 
-
-def parse_decision(**fields: Any) -> ReviewDecision:
-    """A ``ReviewDecision`` from raw fields, with a plain-language error instead of a pydantic dump."""
-    decision = fields.get("decision")
-    if isinstance(decision, Enum):
-        fields["decision"] = decision.value
-    if fields.get("decision") not in {a.value for a in ReviewAction}:
-        raise ReviewError(
-            f"unknown decision {fields.get('decision')!r}: use one of {', '.join(a.value for a in ReviewAction)}"
-        )
-    fields["note"] = fields.get("note") or ""
-    fields["reviewer"] = fields.get("reviewer") or ""
-    return ReviewDecision(**fields)
+    @field_validator("note", mode="before")
+    @classmethod
+    def _note(cls, v: Any) -> Any:
+        return v or ""
 
 
-# ---- the table -------------------------------------------------------------------------------
 _meta = sa.MetaData()
 review_table = sa.Table(
     REVIEW_TABLE,
     _meta,
     sa.Column("review_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ticket_id", sa.String(64), nullable=False, unique=True),  # one decision per ticket
+    sa.Column("family", sa.String(100), nullable=False),
+    sa.Column("record_id", sa.String(200), nullable=False),
     sa.Column("decision", sa.String(40), nullable=False),
     sa.Column("reviewer", sa.String(200), nullable=False),
-    sa.Column("edited_reply", sa.Text, nullable=True),
-    sa.Column("corrected_label", sa.String(64), nullable=True),
+    sa.Column("edited_text", sa.Text, nullable=True),
+    sa.Column("corrected_label", sa.String(200), nullable=True),
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("routed_decision", sa.String(40), nullable=True),
     sa.Column("reasons", sa.Text, nullable=True),
-    sa.Column("category", sa.String(64), nullable=True),
+    sa.Column("label", sa.String(200), nullable=True),  # the relabel task's answer when it was routed
     sa.Column("model_version", sa.String(64), nullable=True),
-    sa.Column("prompt_hash", sa.String(64), nullable=True),
-    sa.Column("policy_hash", sa.String(64), nullable=True),
+    sa.Column("prompt_version", sa.String(64), nullable=True),
+    sa.Column("policy_version", sa.String(64), nullable=True),
     sa.Column("input_hash", sa.String(64), nullable=True),
     sa.Column("partition", sa.String(200), nullable=True),
     sa.Column("queued_at", sa.String(40), nullable=True),
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("channel", sa.String(40), nullable=True),  # "launchpad" or "cli"
     sa.Column("decided_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("family", "record_id", name="uq_review_decisions_family_record"),  # one decision each
 )
 
 
@@ -118,51 +97,59 @@ def ensure_review_table(warehouse: Warehouse) -> None:
         _meta.create_all(conn, tables=[review_table], checkfirst=True)
 
 
-def read_review_decisions(warehouse: Warehouse) -> pd.DataFrame:
-    """Every recorded decision, oldest first (``reasons`` decoded to a list)."""
+def read_review_decisions(warehouse: Warehouse, family: str | None = None) -> pd.DataFrame:
+    """Recorded decisions (of one family), oldest first, ``reasons`` decoded to a list."""
     ensure_review_table(warehouse)
+    stmt = sa.select(review_table).order_by(review_table.c.review_id)
+    if family is not None:
+        stmt = stmt.where(review_table.c.family == family)
     with warehouse.engine.connect() as conn:
-        df = pd.read_sql(sa.select(review_table).order_by(review_table.c.review_id), conn)
+        df = pd.read_sql(stmt, conn)
     df["reasons"] = df["reasons"].map(lambda v: json.loads(v) if isinstance(v, str) else [])
     return df
 
 
 def latest_routing(decisions: pd.DataFrame) -> pd.DataFrame:
-    """One routing decision per ticket: the most recent one when a ticket was routed more than once."""
+    """One routing decision per record: the most recent one when a record was routed more than once."""
     if decisions.empty:
         return decisions
     df = decisions.copy()
     df["_at"] = pd.to_datetime(df["decided_at"], utc=True, errors="coerce", format="ISO8601")
-    return df.sort_values("_at").drop_duplicates("ticket_id", keep="last").drop(columns="_at").reset_index(drop=True)
+    return df.sort_values("_at").drop_duplicates("record_id", keep="last").drop(columns="_at").reset_index(drop=True)
 
 
-# ---- the queue -------------------------------------------------------------------------------
-def review_queue(routing: pd.DataFrame, enriched: pd.DataFrame, reviewed: pd.DataFrame,
+def queue_columns(family: Family) -> list[str]:
+    shown = [t.name for t in family.tasks.values() if t.type in ("classify", "sentiment", "summarize", "draft")]
+    return ["record_id", "decision", "reasons", *shown, "model_version", "prompt_version", *family.record.text,
+            "queued_at", "age_hours", "waiting_hours", "partition"]
+
+
+def review_queue(family: Family, routing: pd.DataFrame, enriched: pd.DataFrame, reviewed: pd.DataFrame,
                  now: pd.Timestamp | None = None) -> pd.DataFrame:
     """Pending items, oldest in the queue first: routed human_review/escalate and not decided yet.
 
-    ``age_hours`` is the time since the item entered the queue (its routing decision);
-    ``waiting_hours`` the time since the customer opened the ticket.
+    ``age_hours``: time since the item entered the queue (its routing decision); ``waiting_hours``:
+    time since the record's own timestamp (when it happened).
     """
+    columns = queue_columns(family)
     now = now or pd.Timestamp.now(tz="UTC")
     routing = latest_routing(routing)
     if routing.empty:
-        return pd.DataFrame(columns=QUEUE_COLUMNS)
-    done = set(reviewed["ticket_id"]) if len(reviewed) else set()
-    pending = routing[routing["decision"].isin(REVIEWABLE) & ~routing["ticket_id"].isin(done)].copy()
-    extra = [c for c in ("subject", "body", "summary", "draft_reply", "guardrail_violations", "account_id")
-             if c in enriched.columns]
+        return pd.DataFrame(columns=columns)
+    done = set(reviewed["record_id"]) if len(reviewed) else set()
+    pending = routing[routing["decision"].isin(REVIEWABLE) & ~routing["record_id"].isin(done)].copy()
+    extra = [c for c in columns if c in enriched.columns and c not in pending.columns]
     if len(enriched) and extra:
-        pending = pending.merge(enriched[["ticket_id", *extra]].drop_duplicates("ticket_id", keep="last"),
-                                on="ticket_id", how="left")
+        pending = pending.merge(enriched[["record_id", *extra]].drop_duplicates("record_id", keep="last"),
+                                on="record_id", how="left")
     pending["queued_at"] = pd.to_datetime(pending["decided_at"], utc=True, errors="coerce", format="ISO8601")
-    created = pd.to_datetime(pending["created_at"], utc=True, errors="coerce", format="ISO8601")
+    happened = pd.to_datetime(pending.get("record_time"), utc=True, errors="coerce", format="ISO8601")
     pending["age_hours"] = ((now - pending["queued_at"]).dt.total_seconds() / 3600).round(2)
-    pending["waiting_hours"] = ((now - created).dt.total_seconds() / 3600).round(2)
-    for col in QUEUE_COLUMNS:
+    pending["waiting_hours"] = ((now - happened).dt.total_seconds() / 3600).round(2) if len(pending) else []
+    for col in columns:
         if col not in pending:
             pending[col] = None
-    return pending.sort_values(["queued_at", "ticket_id"])[QUEUE_COLUMNS].reset_index(drop=True)
+    return pending.sort_values(["queued_at", "record_id"])[columns].reset_index(drop=True)
 
 
 def reason_counts(queue: pd.DataFrame) -> dict[str, int]:
@@ -171,109 +158,106 @@ def reason_counts(queue: pd.DataFrame) -> dict[str, int]:
     return pd.Series(codes, dtype=object).value_counts().to_dict() if codes else {}
 
 
-# ---- validation and recording ----------------------------------------------------------------
-def validate_decision(decision: ReviewDecision, routing: pd.DataFrame, reviewed: pd.DataFrame,
-                      draft: str | None = "") -> pd.Series:
+def validate_decision(family: Family, decision: ReviewDecision, routing: pd.DataFrame, reviewed: pd.DataFrame,
+                      output: str | None = "") -> pd.Series:
     """The routing row the decision applies to; raises ``ReviewError`` saying what is wrong.
 
-    ``draft`` is the ticket's draft reply (None when enrichment produced none: it cannot be approved as is).
+    ``output``: the record's generated text that would go out (None when it has none).
     """
-    tid = decision.ticket_id
+    rid, action, review = decision.record_id, decision.decision, family.spec.review
     if not decision.reviewer:
         raise ReviewError("reviewer must not be empty: say who made the decision")
-    if not tid:
-        raise ReviewError("ticket_id must not be empty")
+    if not rid:
+        raise ReviewError(f"{family.id_field} must not be empty")
+    if action not in review.actions:
+        raise ReviewError(f"unknown decision {action!r}: {family.name} allows {', '.join(review.actions)}")
     routing = latest_routing(routing)
-    match = routing[routing["ticket_id"] == tid] if len(routing) else routing
+    match = routing[routing["record_id"] == rid] if len(routing) else routing
     if match.empty:
-        raise ReviewError(f"unknown ticket {tid!r}: no routing decision exists for it")
+        raise ReviewError(f"unknown {family.id_field} {rid!r}: no routing decision exists for it in {family.name}")
     row = match.iloc[-1]
     if row["decision"] not in REVIEWABLE:
-        raise ReviewError(
-            f"ticket {tid!r} was routed {row['decision']!r}, not to a reviewer; only "
-            f"{' / '.join(REVIEWABLE)} items can be decided"
-        )
-    prior = reviewed[reviewed["ticket_id"] == tid] if len(reviewed) else reviewed
+        raise ReviewError(f"{rid!r} was routed {row['decision']!r}, not to a reviewer; only "
+                          f"{' / '.join(REVIEWABLE)} items can be decided")
+    prior = reviewed[reviewed["record_id"] == rid] if len(reviewed) else reviewed
     if len(prior):
         p = prior.iloc[0]
-        raise ReviewError(f"ticket {tid!r} already decided: {p['decision']} by {p['reviewer']} at {p['decided_at']}")
-    action = decision.decision
-    if action is ReviewAction.approve and not (isinstance(draft, str) and draft.strip()):
-        raise ReviewError(f"ticket {tid!r} has no draft reply to approve; use edit_and_approve with a reply")
-    if action is ReviewAction.edit_and_approve:
-        if not decision.edited_reply:
-            raise ReviewError("edit_and_approve needs edited_reply: the reply to send instead of the draft")
+        raise ReviewError(f"{rid!r} already decided: {p['decision']} by {p['reviewer']} at {p['decided_at']}")
+    if action == "approve" and family.spec.dispatch.output and not (isinstance(output, str) and output.strip()):
+        raise ReviewError(f"{rid!r} has no generated text to approve; use edit_and_approve with a text")
+    if action == "edit_and_approve":
+        if not decision.edited_text:
+            raise ReviewError("edit_and_approve needs edited_text: the text to send instead of the generated one")
         from resources.redaction import find_pii
 
-        found = list(find_pii(decision.edited_reply))
-        if found:
-            # name the kinds of PII, never the values (this message reaches logs and alerts)
-            kinds = sorted({str(m[0] if isinstance(m, tuple) else getattr(m, "kind", "")).lower() for m in found} - {""})
-            what = ", ".join(kinds) if kinds else f"{len(found)} item(s)"
-            raise ReviewError(f"edited reply contains PII ({what}); remove it before approving")
-    elif decision.edited_reply:
-        raise ReviewError(f"edited_reply is only used with edit_and_approve, not {action.value}")
-    if action is ReviewAction.relabel:
+        kinds = sorted({kind.lower() for kind, _ in find_pii(decision.edited_text)})
+        if kinds:  # name the kinds of PII, never the values: this message reaches logs and alerts
+            raise ReviewError(f"the edited text contains PII ({', '.join(kinds)}); remove it before approving")
+    elif decision.edited_text:
+        raise ReviewError(f"edited_text is only used with edit_and_approve, not {action}")
+    if action == "relabel":
+        labels = family.tasks[review.relabel_task].labels
         if not decision.corrected_label:
-            raise ReviewError(f"relabel needs corrected_label, one of: {', '.join(CATEGORIES)}")
-        if decision.corrected_label not in CATEGORIES:
-            raise ReviewError(f"unknown label {decision.corrected_label!r}: use one of {', '.join(CATEGORIES)}")
+            raise ReviewError(f"relabel needs corrected_label, one of: {', '.join(labels)}")
+        if decision.corrected_label not in labels:
+            raise ReviewError(f"unknown label {decision.corrected_label!r}: use one of {', '.join(labels)}")
     elif decision.corrected_label:
-        raise ReviewError(f"corrected_label is only used with relabel, not {action.value}")
+        raise ReviewError(f"corrected_label is only used with relabel, not {action}")
     return row
 
 
 def review_audit_events(rows: pd.DataFrame) -> pd.DataFrame:
-    """The audit events for recorded decisions (natural key per ticket, so recording twice adds nothing)."""
+    """The audit events of recorded decisions (natural key per record: recording twice adds nothing)."""
     if rows.empty:
         return pd.DataFrame()
-    events = pd.DataFrame(
-        {
-            "event_type": "review_decision",
-            "ticket_id": rows["ticket_id"],
-            "decision": rows["decision"],
-            "reasons": rows["reasons"].map(lambda v: v if isinstance(v, list) else []),
-            "actor": rows["reviewer"],
-            "model_version": rows["model_version"],
-            "prompt_hash": rows["prompt_hash"],
-            "policy_hash": rows["policy_hash"],
-            "input_hash": rows["input_hash"],
-            "run_id": rows["run_id"],
-            "partition": rows["partition"],
-            "details": [
-                {"routed_decision": r.routed_decision, "corrected_label": r.corrected_label, "note": r.note,
-                 "reply_edited": bool(r.edited_reply), "channel": r.channel, "review_id": int(r.review_id)}
-                for r in rows.itertuples(index=False)
-            ],
-            "recorded_at": rows["decided_at"],
-        }
-    )
-    events["natural_key"] = [natural_key("review_decision", t, "decided") for t in rows["ticket_id"]]
+    events = pd.DataFrame({
+        "family": rows["family"],
+        "event_type": "review_decision",
+        "record_id": rows["record_id"],
+        "decision": rows["decision"],
+        "reasons": rows["reasons"].map(lambda v: v if isinstance(v, list) else []),
+        "actor": rows["reviewer"],
+        "model_version": rows["model_version"],
+        "prompt_version": rows["prompt_version"],
+        "policy_version": rows["policy_version"],
+        "input_hash": rows["input_hash"],
+        "run_id": rows["run_id"],
+        "partition": rows["partition"],
+        "details": [
+            {"routed_decision": r.routed_decision, "corrected_label": r.corrected_label, "note": r.note,
+             "text_edited": bool(r.edited_text), "channel": r.channel, "review_id": int(r.review_id)}
+            for r in rows.itertuples(index=False)
+        ],
+        "recorded_at": rows["decided_at"],
+    })
+    events["natural_key"] = [natural_key(f, "review_decision", r, "decided") for f, r in zip(rows["family"], rows["record_id"])]
     return events
 
 
-def record_decision(warehouse: Warehouse, decision: ReviewDecision, *, run_id: str | None = None,
+def record_decision(warehouse: Warehouse, family: Family, decision: ReviewDecision, *, run_id: str | None = None,
                     channel: str = "cli", now: pd.Timestamp | None = None) -> dict[str, Any]:
     """Validate and store one decision in ``review_decisions`` and the audit log; returns the stored row.
 
-    The unique ticket_id column makes a concurrent second decision fail as "already decided".
+    The unique (family, record) constraint makes a concurrent second decision fail as "already decided".
     """
-    routing = warehouse.read_table("routing_decisions")
-    reviewed = read_review_decisions(warehouse)
-    row = validate_decision(decision, routing, reviewed, draft=_draft_of(warehouse, decision.ticket_id))
+    routing = warehouse.read_table(family.table("routing_decisions"))
+    reviewed = read_review_decisions(warehouse, family.name)
+    row = validate_decision(family, decision, routing, reviewed, output=output_of(warehouse, family, decision.record_id))
+    label_task = family.spec.review.relabel_task
     record = {
-        "ticket_id": decision.ticket_id,
-        "decision": decision.decision.value,
+        "family": family.name,
+        "record_id": decision.record_id,
+        "decision": decision.decision,
         "reviewer": decision.reviewer,
-        "edited_reply": decision.edited_reply,
+        "edited_text": decision.edited_text,
         "corrected_label": decision.corrected_label,
         "note": decision.note or "",
         "routed_decision": row["decision"],
         "reasons": json.dumps(list(row["reasons"]) if isinstance(row["reasons"], (list, tuple, np.ndarray)) else []),
-        "category": _str_or_none(row.get("category")),
+        "label": _str_or_none(row.get(label_task)) if label_task else None,
         "model_version": _str_or_none(row.get("model_version")),
-        "prompt_hash": _str_or_none(row.get("prompt_hash")),
-        "policy_hash": _str_or_none(row.get("policy_hash")),
+        "prompt_version": _str_or_none(row.get("prompt_version")),
+        "policy_version": _str_or_none(row.get("policy_version")),
         "input_hash": _str_or_none(row.get("input_hash")),
         "partition": _str_or_none(row.get("partition")),
         "queued_at": _iso_or_none(row.get("decided_at")),
@@ -281,183 +265,30 @@ def record_decision(warehouse: Warehouse, decision: ReviewDecision, *, run_id: s
         "channel": channel,
         "decided_at": (now or pd.Timestamp.now(tz="UTC")).isoformat(),
     }
+    ensure_review_table(warehouse)
     try:
         with warehouse.engine.begin() as conn:
             review_id = conn.execute(sa.insert(review_table).values(**record)).inserted_primary_key[0]
     except sa.exc.IntegrityError as exc:
-        raise ReviewError(f"ticket {decision.ticket_id!r} already decided (recorded concurrently)") from exc
+        raise ReviewError(f"{decision.record_id!r} already decided (recorded concurrently)") from exc
     stored = {**record, "review_id": int(review_id), "reasons": json.loads(record["reasons"])}
     record_events(warehouse, review_audit_events(pd.DataFrame([stored])))
     return stored
 
 
-def _draft_of(warehouse: Warehouse, ticket_id: str) -> str | None:
-    if not warehouse.has_table("enriched_tickets"):
+def output_of(warehouse: Warehouse, family: Family, record_id: str) -> str | None:
+    """The record's generated text that dispatch would send (None when it has none)."""
+    column, table = family.spec.dispatch.output, family.table("enriched_records")
+    if not column or not warehouse.has_table(table):
         return None
-    tickets = warehouse.query("SELECT draft_reply FROM enriched_tickets WHERE ticket_id = :t", t=ticket_id)
-    drafts = [d for d in tickets["draft_reply"] if isinstance(d, str) and d.strip()]
-    return drafts[-1] if drafts else None
+    rows = warehouse.query(f'SELECT "{column}" AS text FROM "{table}" WHERE record_id = :r', r=record_id)
+    texts = [t for t in rows["text"] if isinstance(t, str) and t.strip()]
+    return texts[-1] if texts else None
 
 
-def reconcile_audit(warehouse: Warehouse) -> int:
+def reconcile_audit(warehouse: Warehouse, family: str) -> int:
     """Audit every stored decision that has no audit event yet (e.g. after a crash); returns rows added."""
-    return record_events(warehouse, review_audit_events(read_review_decisions(warehouse)))
-
-
-def review_history(warehouse: Warehouse, ticket_id: str) -> pd.DataFrame:
-    """The audit trail of one ticket, oldest first."""
-    return read_audit(warehouse, ticket_id=ticket_id)
-
-
-# ---- feedback and dispatch -------------------------------------------------------------------
-def feedback_rows(reviewed: pd.DataFrame, enriched: pd.DataFrame) -> pd.DataFrame:
-    """Training rows from reviews: relabels carry the corrected label, approvals confirm the model's.
-
-    Rejections say nothing about the label and are left out.
-    """
-    if reviewed.empty:
-        return pd.DataFrame(columns=FEEDBACK_COLUMNS)
-    keep = reviewed[reviewed["decision"].isin(("relabel", *APPROVING))].copy()
-    text = enriched[["ticket_id", "subject", "body"]].drop_duplicates("ticket_id", keep="last") if len(enriched) else \
-        pd.DataFrame(columns=["ticket_id", "subject", "body"])
-    df = keep.merge(text, on="ticket_id", how="left")
-    df["label"] = np.where(df["decision"] == "relabel", df["corrected_label"], df["category"])
-    df["source"] = "review:" + df["decision"]
-    df["recorded_at"] = df["decided_at"]
-    df = df[df["label"].notna() & df["subject"].notna()]
-    return df[FEEDBACK_COLUMNS].reset_index(drop=True)
-
-
-DISPATCH_COLUMNS = ["ticket_id", "account_id", "reply", "source", "approved_by", "model_version", "category",
-                    "created_at", "approved_at"]
-
-
-def dispatch_candidates(routing: pd.DataFrame, enriched: pd.DataFrame, reviewed: pd.DataFrame) -> pd.DataFrame:
-    """Replies cleared to go out: auto_send tickets with a draft, plus approved and edited-and-approved reviews."""
-    routing = latest_routing(routing)
-    if routing.empty:
-        return pd.DataFrame(columns=DISPATCH_COLUMNS)
-    cols = [c for c in ("ticket_id", "account_id", "draft_reply", "status") if c in enriched.columns]
-    base = routing[["ticket_id", "decision", "model_version", "category", "created_at", "decided_at"]].merge(
-        enriched[cols].drop_duplicates("ticket_id", keep="last"), on="ticket_id", how="left")
-    auto = base[(base["decision"] == "auto_send") & base["draft_reply"].notna()
-                & (base.get("status", pd.Series("enriched", index=base.index)) == "enriched")]
-    auto = auto.assign(reply=auto["draft_reply"], source="auto_send", approved_by="policy", approved_at=auto["decided_at"])
-    approved = reviewed[reviewed["decision"].isin(APPROVING)] if len(reviewed) else pd.DataFrame(
-        columns=["ticket_id", "decision", "reviewer", "edited_reply", "decided_at"])
-    human = base.drop(columns=["decided_at"]).merge(
-        approved[["ticket_id", "decision", "reviewer", "edited_reply", "decided_at"]].rename(
-            columns={"decision": "review", "reviewer": "approved_by", "decided_at": "approved_at"}),
-        on="ticket_id", how="inner")
-    human["reply"] = np.where(human["review"] == "edit_and_approve", human["edited_reply"], human["draft_reply"])
-    human["source"] = human["review"]
-    out = pd.concat([auto[DISPATCH_COLUMNS], human[DISPATCH_COLUMNS]], ignore_index=True)
-    out = out[out["reply"].notna()]
-    return out.sort_values(["approved_at", "ticket_id"]).reset_index(drop=True)
-
-
-def dispatch_audit_events(delivered: pd.DataFrame) -> pd.DataFrame:
-    """One ``dispatch`` audit event per delivered reply (natural key per ticket: recorded once, ever).
-
-    ``delivered`` has the ledger's columns (ticket_id, source, run_id, delivered_at, file_path,
-    webhook_status, attempts) joined with the dispatch candidates (approved_by, model_version).
-    """
-    if delivered.empty:
-        return pd.DataFrame()
-    return pd.DataFrame(
-        {
-            "event_type": "dispatch",
-            "ticket_id": delivered["ticket_id"],
-            "decision": delivered["source"].fillna("unknown"),
-            "reasons": [[] for _ in range(len(delivered))],
-            "actor": "dispatcher",
-            "model_version": delivered.get("model_version"),
-            "run_id": delivered["run_id"],
-            "details": [
-                {"approved_by": _str_or_none(r.get("approved_by")), "webhook_status": _str_or_none(r.get("webhook_status")),
-                 "file": _str_or_none(r.get("file_path")), "attempts": _str_or_none(r.get("attempts"))}
-                for r in delivered.to_dict(orient="records")
-            ],
-            "natural_key": [natural_key("dispatch", t, "delivered") for t in delivered["ticket_id"]],
-            "recorded_at": delivered["delivered_at"],
-        }
-    )
-
-
-# ---- review KPIs ------------------------------------------------------------------------------
-@dataclass
-class BacklogStats:
-    pending: int
-    oldest_age_hours: float
-    mean_age_hours: float
-
-
-def backlog_stats(queue: pd.DataFrame) -> BacklogStats:
-    ages = pd.to_numeric(queue.get("age_hours", pd.Series(dtype=float)), errors="coerce").dropna()
-    return BacklogStats(
-        pending=len(queue),
-        oldest_age_hours=float(ages.max()) if len(ages) else 0.0,
-        mean_age_hours=float(ages.mean()) if len(ages) else 0.0,
-    )
-
-
-KPI_REVIEW_COLUMNS = ["day", "decisions", "reviewers", "reviewer_hours", "items_per_reviewer_hour", "approved",
-                      "edited", "rejected", "relabelled", "dispatched", "time_to_resolution_p50_hours",
-                      "time_to_resolution_p95_hours", "review_turnaround_p50_hours"]
-
-
-def kpi_review(reviewed: pd.DataFrame, dispatched: pd.DataFrame) -> pd.DataFrame:
-    """One row per UTC day: review burden and time to resolution.
-
-    - reviewer-hours: distinct (reviewer, clock hour) pairs with at least one decision, so
-      ``items_per_reviewer_hour`` = decisions / reviewer-hours;
-    - time to resolution: ticket ``created_at`` -> reply ``delivered_at``, over the replies
-      delivered that day (p50 and p95, hours);
-    - review turnaround: item queued -> decided (p50, hours).
-    """
-    days: dict[str, dict[str, Any]] = {}
-    if len(reviewed):
-        r = reviewed.copy()
-        r["at"] = pd.to_datetime(r["decided_at"], utc=True, format="ISO8601")
-        r["day"] = r["at"].dt.strftime("%Y-%m-%d")
-        r["hour"] = r["at"].dt.floor("h")
-        turnaround = (r["at"] - pd.to_datetime(r["queued_at"], utc=True, errors="coerce", format="ISO8601")).dt.total_seconds() / 3600
-        r["turnaround"] = turnaround
-        for day, g in r.groupby("day"):
-            rh = int(g[["reviewer", "hour"]].drop_duplicates().shape[0])
-            ta = g["turnaround"].dropna()
-            days[day] = {
-                "decisions": len(g),
-                "reviewers": int(g["reviewer"].nunique()),
-                "reviewer_hours": rh,
-                "items_per_reviewer_hour": len(g) / rh if rh else 0.0,
-                "approved": int((g["decision"] == "approve").sum()),
-                "edited": int((g["decision"] == "edit_and_approve").sum()),
-                "rejected": int((g["decision"] == "reject").sum()),
-                "relabelled": int((g["decision"] == "relabel").sum()),
-                "review_turnaround_p50_hours": float(ta.median()) if len(ta) else None,
-            }
-    if len(dispatched):
-        d = dispatched.copy()
-        d["at"] = pd.to_datetime(d["delivered_at"], utc=True, format="ISO8601")
-        d["day"] = d["at"].dt.strftime("%Y-%m-%d")
-        d["ttr"] = (d["at"] - pd.to_datetime(d["created_at"], utc=True, errors="coerce", format="ISO8601")).dt.total_seconds() / 3600
-        for day, g in d.groupby("day"):
-            ttr = g["ttr"].dropna().to_numpy(dtype=float)
-            row = days.setdefault(day, {})
-            row["dispatched"] = len(g)
-            row["time_to_resolution_p50_hours"] = float(np.percentile(ttr, 50)) if len(ttr) else None
-            row["time_to_resolution_p95_hours"] = float(np.percentile(ttr, 95)) if len(ttr) else None
-    if not days:
-        return pd.DataFrame(columns=KPI_REVIEW_COLUMNS)
-    df = pd.DataFrame([{"day": k, **v} for k, v in sorted(days.items())])
-    for col in KPI_REVIEW_COLUMNS:
-        if col not in df:
-            df[col] = None
-    counts = ["decisions", "reviewers", "reviewer_hours", "approved", "edited", "rejected", "relabelled", "dispatched"]
-    df[counts] = df[counts].fillna(0).astype("int64")
-    df["items_per_reviewer_hour"] = df["items_per_reviewer_hour"].fillna(0.0).astype(float)
-    return df[KPI_REVIEW_COLUMNS]
+    return record_events(warehouse, review_audit_events(read_review_decisions(warehouse, family)))
 
 
 def _str_or_none(v: Any) -> str | None:

@@ -1,9 +1,11 @@
-"""The provider interface: typed, batch-first tasks with provenance on every result.
+"""The provider interface: batches of items in, one typed, attributable result per item out.
 
-Every task takes a batch of :class:`TicketInput` and returns one result per ticket, in order.
-A result always carries who answered (provider, model id and version), the prompt/template
-hash, tokens, cost, latency and attempts; a ticket the provider could not answer gets a
-result with ``error`` set and its label fields left empty, never a missing row.
+A provider answers one task (a :class:`~resources.providers.definition.TaskDefinition`: a task
+of a family, of one of the generic types) for a batch of :class:`Item` objects and returns one
+:class:`TaskResult` per item, in order. A result always says who answered (provider, model id
+and version), the prompt or template hash, tokens, cost, latency and attempts; an item the
+provider could not answer gets a result with ``error`` set and ``output`` empty, never a missing
+row. ``output`` holds the task type's answer fields (see :mod:`resources.providers.tasks`).
 """
 
 from __future__ import annotations
@@ -11,32 +13,13 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from enum import Enum
-from typing import Any, ClassVar, Literal, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-
-class Task(str, Enum):
-    classify = "classify"
-    prioritize = "prioritize"
-    sentiment = "sentiment"
-    summarize = "summarize"
-    draft_reply = "draft_reply"
-
-
-CATEGORIES: tuple[str, ...] = (
-    "billing",
-    "technical_issue",
-    "account_access",
-    "shipping",
-    "refund",
-    "product_question",
-    "security",
-    "privacy",
-)
-PRIORITIES: tuple[str, ...] = ("low", "medium", "high", "urgent")
-SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
+if TYPE_CHECKING:  # pragma: no cover
+    from resources.providers.definition import TaskDefinition
 
 
 def content_hash(*parts: Any) -> str:
@@ -45,51 +28,61 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-class AccountContext(BaseModel):
-    account_id: str
-    name: str | None = None
-    tier: str | None = None
-    is_vip: bool = False
-    arr_usd: float | None = None
-    region: str | None = None
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A retrieved document (a knowledge-base article, a policy page) an answer may cite."""
 
-
-class KBArticle(BaseModel):
-    article_id: str
+    id: str
     title: str
     body: str
-    category: str | None = None
     url: str | None = None
+    group: str | None = None  # e.g. the label the document is filed under
     score: float | None = None
 
 
-class TicketInput(BaseModel):
-    """What a provider sees of one ticket. ``category``/``articles`` are filled by upstream steps."""
+@dataclass(slots=True)
+class Item:
+    """What a provider sees of one record for one task.
 
-    model_config = ConfigDict(frozen=False)
+    ``text``: the task's text fields joined by newlines. ``fields``: named inputs, flat, with
+    dotted names for lookup columns: the record's fields (``channel``), joined lookup columns
+    (``<lookup>.<column>``) and the answers of the tasks this one uses (``<task>``,
+    ``<task>_confidence``). ``documents``: retrieved documents (draft tasks).
+    """
 
-    ticket_id: str
-    subject: str = ""
-    body: str = ""
-    channel: str | None = None
-    account: AccountContext | None = None
-    category: str | None = None
-    articles: list[KBArticle] = Field(default_factory=list)
+    id: str
+    text: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    documents: Sequence[Document] = ()
+    input_hash: str = ""
 
-    @property
-    def text(self) -> str:
-        return f"{self.subject}\n{self.body}".strip()
+    def text_of(self, names: Sequence[str]) -> dict[str, str]:
+        return {n: "" if self.fields.get(n) is None else str(self.fields.get(n)) for n in names}
 
-    def input_hash(self) -> str:
-        return content_hash(self.ticket_id, self.subject, self.body)
+
+PROVENANCE_FIELDS = (
+    "provider",
+    "model_id",
+    "model_version",
+    "prompt_hash",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_ms",
+    "attempts",
+    "path",
+    "redactions",
+    "error",
+)
 
 
 class TaskResult(BaseModel):
-    """Provenance shared by every task result."""
+    """One item's answer to one task, with its provenance."""
 
-    task: ClassVar[Task]
-
-    ticket_id: str
+    record_id: str
+    task: str
+    output: dict[str, Any] | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     provider: str
     model_id: str
     model_version: str
@@ -100,7 +93,7 @@ class TaskResult(BaseModel):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     attempts: int = 1
-    # which path answered: "local", "llm", "cache", "fallback:<reason>", "cascade:<...>"
+    # which path answered: "local", "llm", "cache", "cascade:local", "cascade:llm", "fallback:<reason>"
     path: str = "primary"
     redactions: int = 0
     error: str | None = None
@@ -110,48 +103,8 @@ class TaskResult(BaseModel):
         return self.error is None
 
 
-class ClassifyResult(TaskResult):
-    task: ClassVar[Task] = Task.classify
-    category: str | None = None
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    probabilities: dict[str, float] = Field(default_factory=dict)
-
-
-class PriorityResult(TaskResult):
-    task: ClassVar[Task] = Task.prioritize
-    priority: Literal["low", "medium", "high", "urgent"] | None = None
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    reasons: list[str] = Field(default_factory=list)
-
-
-class SentimentResult(TaskResult):
-    task: ClassVar[Task] = Task.sentiment
-    sentiment: Literal["negative", "neutral", "positive"] | None = None
-    score: float | None = Field(default=None, ge=-1.0, le=1.0)
-
-
-class SummaryResult(TaskResult):
-    task: ClassVar[Task] = Task.summarize
-    summary: str | None = None
-
-
-class DraftResult(TaskResult):
-    task: ClassVar[Task] = Task.draft_reply
-    draft: str | None = None
-    cited_article_ids: list[str] = Field(default_factory=list)
-
-
-RESULT_TYPES: dict[Task, type[TaskResult]] = {
-    Task.classify: ClassifyResult,
-    Task.prioritize: PriorityResult,
-    Task.sentiment: SentimentResult,
-    Task.summarize: SummaryResult,
-    Task.draft_reply: DraftResult,
-}
-
-
 class ModelProvider(abc.ABC):
-    """A model provider answers tasks for batches of tickets.
+    """A model provider answers tasks for batches of items.
 
     ``external`` providers are outside the trust boundary: text is PII-redacted before it
     reaches them. Local providers may see raw text.
@@ -161,24 +114,32 @@ class ModelProvider(abc.ABC):
     external: bool = False
 
     @abc.abstractmethod
-    def supports(self, task: Task) -> bool: ...
+    def supports(self, task: "TaskDefinition") -> bool: ...
 
     @abc.abstractmethod
-    def run(self, task: Task, tickets: Sequence[TicketInput]) -> list[TaskResult]:
-        """One result per ticket, in input order."""
+    def run(self, task: "TaskDefinition", items: Sequence[Item]) -> list[TaskResult]:
+        """One result per item, in input order."""
 
-    # typed conveniences
-    def classify(self, tickets: Sequence[TicketInput]) -> list[ClassifyResult]:
-        return self.run(Task.classify, tickets)  # type: ignore[return-value]
 
-    def prioritize(self, tickets: Sequence[TicketInput]) -> list[PriorityResult]:
-        return self.run(Task.prioritize, tickets)  # type: ignore[return-value]
+def error_result(task: "TaskDefinition", item: Item, provider: str, error: str, **extra: Any) -> TaskResult:
+    """The result of an item a provider could not answer."""
+    return TaskResult.model_construct(
+        record_id=item.id, task=task.name, output=None, confidence=None, provider=provider,
+        model_id=extra.pop("model_id", ""), model_version=extra.pop("model_version", ""),
+        prompt_hash=extra.pop("prompt_hash", ""), input_hash=item.input_hash, tokens_in=extra.pop("tokens_in", 0),
+        tokens_out=extra.pop("tokens_out", 0), cost_usd=extra.pop("cost_usd", 0.0), latency_ms=0.0,
+        attempts=extra.pop("attempts", 1), path=extra.pop("path", "primary"), redactions=extra.pop("redactions", 0),
+        error=error,
+    )
 
-    def sentiment(self, tickets: Sequence[TicketInput]) -> list[SentimentResult]:
-        return self.run(Task.sentiment, tickets)  # type: ignore[return-value]
 
-    def summarize(self, tickets: Sequence[TicketInput]) -> list[SummaryResult]:
-        return self.run(Task.summarize, tickets)  # type: ignore[return-value]
-
-    def draft_reply(self, tickets: Sequence[TicketInput]) -> list[DraftResult]:
-        return self.run(Task.draft_reply, tickets)  # type: ignore[return-value]
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"lookup": {"column": 1}}`` -> ``{"lookup.column": 1}`` (one level deep is all we use)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -10,10 +10,10 @@ Without the daemon, runs are launched directly (``DefaultRunCoordinator``) and n
 schedule ticks, so a test fully controls what runs.
 
     with DagsterServer() as server:
-        server.add_dynamic_partition("ticket_batches", "batch-2026-11-23.csv")
-        run_id = server.launch_run("ingest_job", partition_key="batch-2026-11-23.csv")
+        server.add_dynamic_partition("support_triage__batches", "batch-2026-11-23.csv")
+        run_id = server.launch_run("support_triage__ingest", partition_key="batch-2026-11-23.csv")
         assert server.wait_for_run(run_id) == "SUCCESS"
-        server.asset_materializations("raw_tickets", partition="batch-2026-11-23.csv")
+        server.asset_materializations("support_triage/raw_records", partition="batch-2026-11-23.csv")
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ VENV_BIN = REPO_ROOT / ".venv" / "bin"
 TERMINAL_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 # settings that would point the server at the developer's own data; tests pass them explicitly
 ISOLATED_ENV_VARS = {
-    "DAGSTER_HOME", "DATA_DIR", "WAREHOUSE_URL", "INBOX_DIR", "CONTEXT_DIR", "MODEL_DIR",
-    "ROUTING_CONFIG", "ROUTING_POLICY", "OPENAI_API_KEY",
+    "DAGSTER_HOME", "DATA_DIR", "WAREHOUSE_URL", "INBOX_DIR", "MODEL_DIR", "MODELS_CONFIG", "OUTBOX_DIR",
+    "ALERTS_DIR", "ALERTS_WEBHOOK_URL", "OPENAI_API_KEY",
 }
 
 DAGSTER_YAML_BASE = """\
@@ -141,9 +141,9 @@ class DagsterServer:
         self.repository_name: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    @property
-    def inbox(self) -> Path:
-        path = self.data_dir / "inbox"
+    def inbox(self, family: str) -> Path:
+        """The family's inbox folder under the server's data dir."""
+        path = self.data_dir / "inbox" / family
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -388,7 +388,7 @@ class DagsterServer:
         job_name: str,
         partition_key: str,
         *,
-        partitions_def_name: str = "ticket_batches",
+        partitions_def_name: str,
         timeout: float = 120.0,
         run_config: Mapping[str, Any] | None = None,
     ) -> str:

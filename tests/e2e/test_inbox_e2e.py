@@ -1,41 +1,46 @@
-"""End to end on a real `dagster dev` (webserver + daemon): a file dropped in the inbox is triaged.
+"""End to end on a real `dagster dev` (webserver + daemon): a file dropped in a family's inbox is processed.
 
-The user's path with no clicks at all: the daemon's inbox sensor registers the file as a
-partition and launches `triage_job` with its default run config (a process per step from a
-preloaded forkserver), and the batch comes out enriched, routed and audited.
+The user's path with no clicks at all: the daemon runs the family's inbox sensor, which registers
+the file as a partition and launches the family's workflow job with its default run config (a
+process per step from a preloaded forkserver), and the batch comes out enriched, routed and audited.
 """
 
 import pytest
 
-from tests.conftest import small_batch
+from orchestration_assets.loading import load_families
 from tests.e2e.dagster_server import DagsterServer
-from tests.e2e.test_review_e2e import runs_of, wait_for
+from tests.e2e.waiting import runs_of, wait_for
+from tests.workflow import DEFS, copy_batch, sample_files
 
-pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(480)]
 
-BATCH = "batch-dropped.csv"
+FAMILY = "it_service_desk"
+ROWS = 80
 
 
-def test_a_file_dropped_in_the_inbox_is_triaged_by_the_sensor():
+def test_a_file_dropped_in_the_inbox_is_processed_by_the_sensor():
+    family = next(f for f in load_families(DEFS) if f.name == FAMILY)
     server = DagsterServer(daemon=True)
     with server:
-        small_batch(server.inbox, BATCH, n=80)
-
+        batch = copy_batch(sample_files(family)[0], server.inbox(FAMILY), n=ROWS, name="dropped.csv")
+        job = family.job_name("workflow")
         runs = wait_for(
-            lambda: [r for r in runs_of(server, "triage_job") if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")],
-            300, "the inbox sensor's triage run", server,
+            lambda: [r for r in runs_of(server, job) if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")],
+            360, "the inbox sensor's workflow run", server,
         )
         assert len(runs) == 1
         run = runs[0]
         assert run["status"] == "SUCCESS", server.run_errors(run["runId"])
         tags = {t["key"]: t["value"] for t in run["tags"]}
-        assert tags["dagster/partition"] == BATCH and tags["inbox_file"] == BATCH
-        assert tags["dagster/sensor_name"] == "inbox_sensor"
+        assert tags["dagster/partition"] == batch.name and tags["inbox_file"] == batch.name
+        assert tags["dagster/sensor_name"] == f"{FAMILY}__inbox_sensor" and tags["family"] == FAMILY
 
-        assert BATCH in server.dynamic_partitions("raw_tickets")
-        (raw,) = [m for m in server.asset_materializations("raw_tickets", partition=BATCH) if m.run_id == run["runId"]]
-        (enriched,) = [m for m in server.asset_materializations("enriched_tickets", partition=BATCH) if m.run_id == run["runId"]]
-        (audit,) = [m for m in server.asset_materializations("audit_log", partition=BATCH) if m.run_id == run["runId"]]
-        assert raw.metadata["rows_in"] == 80 == raw.metadata["rows_ok"] + raw.metadata["rows_quarantined"]
-        assert enriched.metadata["rows_in"] == raw.metadata["rows_ok"]
-        assert audit.metadata["rows_inserted"] == raw.metadata["rows_ok"]
+        def one(asset: str):
+            (m,) = [m for m in server.asset_materializations(f"{FAMILY}/{asset}", partition=batch.name)
+                    if m.run_id == run["runId"]]
+            return m.metadata
+
+        raw, enriched, audit = one("raw_records"), one("enriched_records"), one("audit_log")
+        assert raw["rows_in"] == ROWS == raw["rows_ok"] + raw["rows_quarantined"]
+        assert enriched["rows_in"] == raw["rows_ok"]
+        assert audit["rows_inserted"] == raw["rows_ok"]

@@ -1,0 +1,183 @@
+"""After review: feedback rows for retraining, what is cleared to go out, and review KPIs. No Dagster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from resources.audit import natural_key
+
+from ..family import Family
+from .items import texts
+from .labelled import FEEDBACK_COLUMNS
+from .review import APPROVING, latest_routing
+
+
+def feedback_rows(family: Family, reviewed: pd.DataFrame, enriched: pd.DataFrame) -> pd.DataFrame:
+    """Training rows from reviews of the relabel task: relabels carry the corrected label, approvals
+    confirm the model's. Rejections say nothing about the label and are left out."""
+    task_name = family.spec.review.relabel_task
+    if task_name is None or reviewed.empty or enriched.empty:
+        return pd.DataFrame(columns=FEEDBACK_COLUMNS)
+    task = family.tasks[task_name]
+    keep = reviewed[reviewed["decision"].isin(("relabel", *APPROVING))]
+    base = enriched.drop_duplicates("record_id", keep="last").reset_index(drop=True)
+    text = pd.DataFrame({"record_id": base["record_id"], "text": texts(base, task.text_fields)})
+    df = keep.merge(text, on="record_id", how="inner")
+    df["label"] = np.where(df["decision"] == "relabel", df["corrected_label"], df["label"])
+    df["family"], df["task"] = family.name, task_name
+    df["source"] = "review:" + df["decision"]
+    df["recorded_at"] = df["decided_at"]
+    df = df[df["label"].notna() & (df["text"].str.len() > 0)]
+    return df[FEEDBACK_COLUMNS].reset_index(drop=True)
+
+
+def include_columns(family: Family) -> list[str]:
+    """The enriched columns a dispatch payload carries: named record fields, and the answers of named tasks."""
+    out: list[str] = []
+    for name in family.spec.dispatch.include:
+        task = family.tasks.get(name)
+        if task is None:
+            out.append(name)
+        else:
+            out += [c for c in task.answer_columns() if not c.endswith(("_probabilities", "_cited_ids"))]
+    return list(dict.fromkeys(out))
+
+
+def dispatch_columns(family: Family) -> list[str]:
+    return ["record_id", "text", *include_columns(family), "source", "approved_by", "model_version",
+            "prompt_version", "policy_version", "record_time", "approved_at"]
+
+
+def dispatch_candidates(family: Family, routing: pd.DataFrame, enriched: pd.DataFrame,
+                        reviewed: pd.DataFrame) -> pd.DataFrame:
+    """Outputs cleared to go out: auto_send records (enriched, with their text when the family sends
+    one) plus approved and edited-and-approved reviews."""
+    columns = dispatch_columns(family)
+    routing = latest_routing(routing)
+    if routing.empty or enriched.empty:
+        return pd.DataFrame(columns=columns)
+    out_col = family.spec.dispatch.output
+    include = [c for c in include_columns(family) if c in enriched.columns]
+    e = enriched.drop_duplicates("record_id", keep="last")
+    e = e[["record_id", "status", *include]].assign(text=e[out_col] if out_col else None)
+    base = routing[["record_id", "decision", "model_version", "prompt_version", "policy_version", "record_time",
+                    "decided_at"]].merge(e, on="record_id", how="left")
+    auto = base[(base["decision"] == "auto_send") & (base["status"] == "enriched")]
+    if out_col:
+        auto = auto[auto["text"].notna()]
+    auto = auto.assign(source="auto_send", approved_by="policy", approved_at=auto["decided_at"])
+    approved = reviewed[reviewed["decision"].isin(APPROVING)] if len(reviewed) else pd.DataFrame(
+        columns=["record_id", "decision", "reviewer", "edited_text", "decided_at"])
+    human = base.drop(columns=["decided_at"]).merge(
+        approved[["record_id", "decision", "reviewer", "edited_text", "decided_at"]].rename(
+            columns={"decision": "review", "reviewer": "approved_by", "decided_at": "approved_at"}),
+        on="record_id", how="inner")
+    human["text"] = np.where(human["review"] == "edit_and_approve", human["edited_text"], human["text"])
+    human["source"] = human["review"]
+    columns = [c for c in columns if c in auto.columns]
+    out = pd.concat([auto[columns], human[columns]], ignore_index=True)
+    if out_col:
+        out = out[out["text"].notna()]
+    return out.sort_values(["approved_at", "record_id"]).reset_index(drop=True)
+
+
+def dispatch_audit_events(family: str, delivered: pd.DataFrame) -> pd.DataFrame:
+    """One ``dispatch`` audit event per delivered output (natural key per record: recorded once, ever)."""
+    if delivered.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "family": family,
+        "event_type": "dispatch",
+        "record_id": delivered["record_id"],
+        "decision": delivered["source"].fillna("unknown"),
+        "reasons": [[] for _ in range(len(delivered))],
+        "actor": "dispatcher",
+        "model_version": delivered.get("model_version"),
+        "prompt_version": delivered.get("prompt_version"),
+        "policy_version": delivered.get("policy_version"),
+        "run_id": delivered["run_id"],
+        "details": [
+            {"approved_by": _s(r.get("approved_by")), "webhook_status": _s(r.get("webhook_status")),
+             "file": _s(r.get("file_path")), "attempts": _s(r.get("attempts"))}
+            for r in delivered.to_dict(orient="records")
+        ],
+        "natural_key": [natural_key(family, "dispatch", t, "delivered") for t in delivered["record_id"]],
+        "recorded_at": delivered["delivered_at"],
+    })
+
+
+@dataclass
+class BacklogStats:
+    pending: int
+    oldest_age_hours: float
+    mean_age_hours: float
+
+
+def backlog_stats(queue: pd.DataFrame) -> BacklogStats:
+    ages = pd.to_numeric(queue.get("age_hours", pd.Series(dtype=float)), errors="coerce").dropna()
+    return BacklogStats(len(queue), float(ages.max()) if len(ages) else 0.0, float(ages.mean()) if len(ages) else 0.0)
+
+
+KPI_REVIEW_COLUMNS = ["day", "decisions", "reviewers", "reviewer_hours", "items_per_reviewer_hour", "approved",
+                      "edited", "rejected", "relabelled", "dispatched", "time_to_resolution_p50_hours",
+                      "time_to_resolution_p95_hours", "review_turnaround_p50_hours"]
+
+
+def kpi_review(reviewed: pd.DataFrame, dispatched: pd.DataFrame) -> pd.DataFrame:
+    """One row per UTC day: review burden and time to resolution.
+
+    Reviewer-hours are distinct (reviewer, clock hour) pairs with a decision, so items per
+    reviewer-hour = decisions / reviewer-hours; time to resolution runs from the record's own
+    time to the delivery of its output (p50/p95 over the outputs delivered that day); review
+    turnaround runs from queued to decided (p50).
+    """
+    days: dict[str, dict[str, Any]] = {}
+    if len(reviewed):
+        r = reviewed.copy()
+        r["at"] = pd.to_datetime(r["decided_at"], utc=True, format="ISO8601")
+        r["day"], r["hour"] = r["at"].dt.strftime("%Y-%m-%d"), r["at"].dt.floor("h")
+        queued = pd.to_datetime(r["queued_at"], utc=True, errors="coerce", format="ISO8601")
+        r["turnaround"] = (r["at"] - queued).dt.total_seconds() / 3600
+        for day, g in r.groupby("day"):
+            rh = int(g[["reviewer", "hour"]].drop_duplicates().shape[0])
+            ta = g["turnaround"].dropna()
+            days[day] = {
+                "decisions": len(g), "reviewers": int(g["reviewer"].nunique()), "reviewer_hours": rh,
+                "items_per_reviewer_hour": len(g) / rh if rh else 0.0,
+                "approved": int((g["decision"] == "approve").sum()),
+                "edited": int((g["decision"] == "edit_and_approve").sum()),
+                "rejected": int((g["decision"] == "reject").sum()),
+                "relabelled": int((g["decision"] == "relabel").sum()),
+                "review_turnaround_p50_hours": float(ta.median()) if len(ta) else None,
+            }
+    if len(dispatched):
+        d = dispatched.copy()
+        d["at"] = pd.to_datetime(d["delivered_at"], utc=True, format="ISO8601")
+        d["day"] = d["at"].dt.strftime("%Y-%m-%d")
+        d["ttr"] = (d["at"] - pd.to_datetime(d["record_time"], utc=True, errors="coerce", format="ISO8601")).dt.total_seconds() / 3600
+        for day, g in d.groupby("day"):
+            ttr = g["ttr"].dropna().to_numpy(dtype=float)
+            row = days.setdefault(day, {})
+            row["dispatched"] = len(g)
+            row["time_to_resolution_p50_hours"] = float(np.percentile(ttr, 50)) if len(ttr) else None
+            row["time_to_resolution_p95_hours"] = float(np.percentile(ttr, 95)) if len(ttr) else None
+    if not days:
+        return pd.DataFrame(columns=KPI_REVIEW_COLUMNS)
+    df = pd.DataFrame([{"day": k, **v} for k, v in sorted(days.items())])
+    for col in KPI_REVIEW_COLUMNS:
+        if col not in df:
+            df[col] = None
+    counts = ["decisions", "reviewers", "reviewer_hours", "approved", "edited", "rejected", "relabelled", "dispatched"]
+    df[counts] = df[counts].fillna(0).astype("int64")
+    df["items_per_reviewer_hour"] = df["items_per_reviewer_hour"].fillna(0.0).astype(float)
+    return df[KPI_REVIEW_COLUMNS]
+
+
+def _s(v: Any) -> str | None:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return None
+    return str(v)

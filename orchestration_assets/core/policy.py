@@ -1,0 +1,75 @@
+"""The family's policy applied to enriched records: one decision per record, with reason codes. No Dagster.
+
+Rules are CEL conditions compiled at load (:mod:`orchestration_assets.family`). The decision is
+the most severe action any rule asks for (``auto_send`` < ``human_review`` < ``escalate``), else
+the family's ``default_action``; every rule that fires adds its reason code. Built in, for every
+family: a record whose enrichment failed gets ``ENRICHMENT_FAILED`` (``guardrails.failure_action``)
+and the user rules are not evaluated on its empty answers; a generated text that broke a
+guardrail gets ``GUARDRAIL:<task>:<violation>`` (``guardrails.output_action``). A rule that cannot
+be evaluated on a record (e.g. ordering a null) gets ``POLICY_ERROR:<reason>`` and at least
+human review: an undecidable rule never lets a record through unseen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from resources.expressions import ConditionError
+from resources.providers.base import content_hash
+
+from ..family import Family
+from ..spec import SEVERITY
+from .lookups import row_values
+
+DECISION_COLUMNS = ["record_id", "decision", "reasons", "policy_version", "policy_errors"]
+
+
+def policy_version(family: Family) -> str:
+    """A hash of everything that decides: rules, default action and guardrail actions."""
+    spec = family.spec
+    return content_hash([r.model_dump() for r in spec.policy], spec.default_action,
+                        spec.guardrails.output_action, spec.guardrails.failure_action)
+
+
+def values_of(family: Family, row: dict[str, Any]) -> dict[str, Any]:
+    """The names a condition reads, from one enriched row."""
+    values = {name: row.get(name) for name in family.spec.record.fields}
+    aliases = {lk.alias(n): lk for n, lk in family.spec.context.items() if lk.join_on is not None}
+    values.update(row_values(row, aliases))
+    for task in family.tasks.values():
+        values.update(task.cel_values(row))
+    return values
+
+
+def decide(family: Family, enriched: pd.DataFrame) -> pd.DataFrame:
+    """One decision per enriched record: record_id, decision, reasons, policy_version, policy_errors."""
+    version = policy_version(family)
+    guard = family.spec.guardrails
+    out = []
+    for row in enriched.to_dict(orient="records"):
+        fired: list[tuple[str, str]] = []
+        errors: list[str] = []
+        if row.get("status") != "enriched":
+            fired.append(("ENRICHMENT_FAILED", guard.failure_action))
+        else:
+            for violation in row.get("guardrail_violations") or []:
+                fired.append((f"GUARDRAIL:{violation}", guard.output_action))
+            values = values_of(family, row)
+            for rule in family.policy:
+                try:
+                    if rule.condition(values):
+                        fired.append((rule.reason, rule.action))
+                except ConditionError as exc:
+                    errors.append(f"policy[{rule.index}] ({rule.reason}): {exc}")
+                    fired.append((f"POLICY_ERROR:{rule.reason}", max(rule.action, "human_review", key=SEVERITY.get)))
+        decision = max((a for _, a in fired), key=SEVERITY.__getitem__, default=family.spec.default_action)
+        out.append({
+            "record_id": row["record_id"],
+            "decision": decision,
+            "reasons": list(dict.fromkeys(code for code, _ in fired)),
+            "policy_version": version,
+            "policy_errors": errors,
+        })
+    return pd.DataFrame(out, columns=DECISION_COLUMNS)

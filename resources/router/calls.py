@@ -1,0 +1,154 @@
+"""One remote call for one item: retries with backoff, cooldown, budget reservation, rate limits.
+
+The order inside an attempt matters: the concurrency slots are taken first, then the endpoint's
+cooldown and the budget are checked (a refused call is never sent and never waits), then the RPM /
+TPM buckets are waited for, then the request goes out. Retries (tenacity) honor the server's
+``Retry-After`` up to ``max_retry_after_s``; a longer one is not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from resources.providers.base import TaskResult
+from resources.providers.openai import CallOutcome, OpenAIProvider, PreparedCall, ProviderCallError
+from resources.router.catalog import EndpointConfig
+from resources.router.ledger import Spend
+from resources.router.limits import BudgetGuard, EndpointState
+from resources.router.stats import RouterStats
+
+
+class Refused(Exception):
+    """A call the router did not send (``cooldown`` or ``budget``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ItemTrace:
+    """What happened to one item on the remote chain: its answer or first failure, and its cost."""
+
+    result: TaskResult | None = None
+    reason: str | None = None  # first failure reason
+    attempts: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    redactions: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    cache_hit: bool = False
+    spend: list[Spend] = field(default_factory=list)
+    cache_row: dict[str, Any] | None = None
+
+    def account(self, provider: OpenAIProvider, tokens_in: int, tokens_out: int, cost: float) -> None:
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cost_usd += cost
+        self.spend.append(Spend(provider.name, provider.model.model, 1, tokens_in, tokens_out, cost))
+
+
+def wait_policy(cfg: EndpointConfig):
+    """Exponential backoff with jitter, or the server's ``Retry-After`` when it sent one."""
+    expo = wait_exponential_jitter(initial=cfg.backoff.initial_s, max=cfg.backoff.max_s, jitter=cfg.backoff.jitter_s)
+
+    def wait(retry_state) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, ProviderCallError) and exc.retry_after is not None:
+            return min(exc.retry_after, cfg.max_retry_after_s)
+        return expo(retry_state)
+
+    return wait
+
+
+@dataclass
+class CallContext:
+    """What every call of a batch shares: limits, budget, stats and the logger."""
+
+    budget: BudgetGuard
+    stats: RouterStats
+    global_slots: asyncio.Semaphore
+    log: Any
+
+
+async def call_with_retries(
+    provider: OpenAIProvider, client: Any, call: PreparedCall, trace: ItemTrace, endpoint: EndpointState,
+    endpoint_slots: asyncio.Semaphore, ctx: CallContext,
+) -> tuple[CallOutcome | None, str | None]:
+    """The outcome of the first successful attempt, or None and the reason the call failed."""
+    cfg = endpoint.cfg
+    est_cost = provider.estimate_cost(call)
+    est_tokens = call.est_tokens_in + provider.model.max_tokens
+    last_error: list[ProviderCallError] = []
+    sent = 0
+
+    def should_retry(exc: BaseException) -> bool:
+        if not isinstance(exc, ProviderCallError) or not exc.retryable:
+            return False
+        return exc.retry_after is None or exc.retry_after <= cfg.max_retry_after_s
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(cfg.max_attempts), wait=wait_policy(cfg), retry=retry_if_exception(should_retry),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                async with ctx.global_slots, endpoint_slots:
+                    if endpoint.cooling():
+                        raise Refused("cooldown")
+                    if not ctx.budget.try_reserve(est_cost):
+                        _warn_budget(ctx)
+                        raise Refused("budget")
+                    try:
+                        await endpoint.throttle(est_tokens)
+                    except BaseException:
+                        ctx.budget.settle(est_cost, 0.0)
+                        raise
+                    trace.attempts += 1
+                    sent += 1
+                    ctx.stats.calls += 1
+                    if sent > 1:
+                        ctx.stats.retries += 1
+                    try:
+                        outcome = await provider.acall(client, call)
+                    except ProviderCallError as err:
+                        actual = provider.model.price.cost(err.tokens_in, err.tokens_out)
+                        ctx.budget.settle(est_cost, actual)
+                        trace.account(provider, err.tokens_in, err.tokens_out, actual)
+                        last_error[:] = [err]
+                        if err.endpoint_failure and endpoint.record_failure():
+                            ctx.stats.cooldowns += 1
+                            ctx.log.warning(
+                                f"endpoint {endpoint.name!r}: {cfg.cooldown.after_failures} failures in a row "
+                                f"(last: {err.kind}); no calls for {cfg.cooldown.seconds:g}s"
+                            )
+                        raise
+                    except BaseException:  # cancelled mid-call: the reservation is released, nothing spent
+                        ctx.budget.settle(est_cost, 0.0)
+                        raise
+                    ctx.budget.settle(est_cost, outcome.result.cost_usd)
+                    trace.account(provider, outcome.tokens_in, outcome.tokens_out, outcome.result.cost_usd)
+                    endpoint.record_success()
+                    return outcome, None
+    except Refused as refused:
+        # a refusal after failed attempts reports what failed, not the refusal
+        return None, (last_error[0].kind if last_error else refused.reason)
+    except ProviderCallError as err:
+        return None, err.kind
+    return None, last_error[0].kind if last_error else "unavailable"  # pragma: no cover
+
+
+def _warn_budget(ctx: CallContext) -> None:
+    if not ctx.budget.warned:
+        ctx.budget.warned = True
+        ctx.log.warning(
+            f"LLM budget reached (remaining ${ctx.budget.remaining() or 0:.6f}): "
+            "the rest of this batch falls back to the local provider"
+        )

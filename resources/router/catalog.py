@@ -1,0 +1,211 @@
+"""The model catalog of a deployment: the endpoints and models every family's routes may name.
+
+One YAML file per deployment (``ModelRouter.config_path``; default: env ``MODELS_CONFIG``, else the
+bundled ``resources/models.default.yaml``, which has no remote model, so a fresh machine needs no
+key). Which model answers which task is not here: each family declares it (``routing:`` in its
+``defs.yaml``, :class:`~resources.router.routes.TaskRoute`), validated against
+:attr:`ModelCatalog.models`. Keys (see ``resources/models.example-openai.yaml``):
+
+``concurrency``
+    Remote calls in flight per router session, all endpoints together (default 32).
+``endpoints.<name>``
+    An OpenAI-compatible server: ``base_url``; ``api_key_env`` (env var with this endpoint's key;
+    default the router's ``api_key``); ``api_key_required`` (false for Ollama / vLLM);
+    ``timeout_s`` per call; ``max_attempts`` (first try included) with exponential ``backoff``
+    ``{initial_s, max_s, jitter_s}`` honoring ``Retry-After`` up to ``max_retry_after_s``;
+    ``max_concurrency``; ``rpm`` / ``tpm`` limits; ``cooldown: {after_failures, seconds}``;
+    ``headers``.
+``models.<name>``
+    ``endpoint``; ``model`` (the id sent); ``params`` (``temperature``, ``max_tokens`` ...);
+    ``price: {input_per_1m, output_per_1m}`` in USD; ``structured_output``: ``json_schema``
+    (default: the task's schema as ``response_format``), ``json_object``, or ``none``.
+``cache``
+    ``{enabled, table}``: the content-hash cache of answers in the warehouse.
+``ledger_table``
+    The spend ledger the budgets and the spend check read.
+
+A bad file fails with one line per problem naming the file, the key path and the reason::
+
+    models.yaml: models.small.endpoint: unknown endpoint 'nowhere'; known: openai
+
+Loading is cheap (YAML and pydantic only, no SDK import): definitions call it at load time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from resources.router.routes import LOCAL
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_CATALOG_PATH = PROJECT_ROOT / "resources" / "models.default.yaml"
+CATALOG_ENV = "MODELS_CONFIG"
+StructuredOutput = Literal["json_schema", "json_object", "none"]
+
+
+class CatalogError(ValueError):
+    """The model catalog file is missing, not YAML, or fails validation; one line per problem."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backoff(_Strict):
+    initial_s: float = Field(0.5, ge=0)
+    max_s: float = Field(8.0, ge=0)
+    jitter_s: float = Field(0.5, ge=0)
+
+
+class Cooldown(_Strict):
+    after_failures: int = Field(5, ge=1, description="consecutive failed calls that open the cooldown")
+    seconds: float = Field(60.0, ge=0, description="how long the endpoint then gets no calls")
+
+
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible HTTP endpoint (OpenAI, Azure OpenAI, vLLM, Ollama ...)."""
+
+    base_url: str | None = Field(None, description="None = the SDK default (api.openai.com)")
+    api_key_env: str | None = Field(None, description="env var holding this endpoint's key; default: the router's api_key")
+    api_key_required: bool = Field(True, description="False for keyless servers (Ollama, local vLLM)")
+    timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10, description="attempts per call, first one included")
+    backoff: Backoff = Backoff()
+    max_retry_after_s: float = Field(30.0, ge=0, description="cap on a server's Retry-After")
+    max_concurrency: int = Field(32, ge=1)
+    rpm: int | None = Field(None, ge=1, description="requests per minute")
+    tpm: int | None = Field(None, ge=1, description="tokens per minute (estimated before the call)")
+    cooldown: Cooldown = Cooldown()
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Price(_Strict):
+    input_per_1m: float = Field(0.0, ge=0)
+    output_per_1m: float = Field(0.0, ge=0)
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.input_per_1m + tokens_out * self.output_per_1m) / 1_000_000
+
+
+class ModelConfig(_Strict):
+    """One model on one endpoint, with the parameters and price of its calls."""
+
+    endpoint: str
+    model: str = Field(..., min_length=1, description="model id sent to the endpoint")
+    params: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0, "max_tokens": 400})
+    price: Price = Price()
+    structured_output: StructuredOutput = Field(
+        "json_schema", description="json_schema: response_format with the task's schema; json_object; none"
+    )
+
+    @property
+    def max_tokens(self) -> int:
+        """The output bound of one call, for the worst-case cost a budget reserves."""
+        return int(self.params.get("max_tokens") or self.params.get("max_completion_tokens") or 400)
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    table: str = Field("llm_cache", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _ReferenceErrors(ValueError):
+    """Problems that span keys (a model naming an unknown endpoint); reported one per key path."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{loc}: {msg}" for loc, msg in problems))
+        self.problems = problems
+
+
+class ModelCatalog(_Strict):
+    """The endpoints and models of a deployment."""
+
+    version: int = 1
+    concurrency: int = Field(32, ge=1, description="remote calls in flight per router session")
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    cache: CacheConfig = CacheConfig()
+    ledger_table: str = Field("llm_spend", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _references(self) -> "ModelCatalog":
+        problems: list[tuple[str, str]] = []
+        if LOCAL in self.models:
+            problems.append((f"models.{LOCAL}", "'local' is the built-in provider; pick another name"))
+        known = ", ".join(sorted(self.endpoints)) or "(none)"
+        for name, model in self.models.items():
+            if model.endpoint not in self.endpoints:
+                problems.append((f"models.{name}.endpoint", f"unknown endpoint {model.endpoint!r}; known: {known}"))
+        if problems:
+            raise _ReferenceErrors(problems)
+        return self
+
+    def endpoint_of(self, model: str) -> EndpointConfig:
+        return self.endpoints[self.models[model].endpoint]
+
+
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for e in err.errors():
+        original = (e.get("ctx") or {}).get("error")
+        if isinstance(original, _ReferenceErrors):
+            out.extend(original.problems)
+            continue
+        loc = ".".join(str(p) for p in e.get("loc", ()))
+        msg = e.get("msg", "invalid").removeprefix("Value error, ")
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        out.append((loc, msg))
+    return out
+
+
+def parse_catalog(data: Any, source: str = "<catalog>") -> ModelCatalog:
+    """Validate already-parsed YAML as a model catalog; raises :class:`CatalogError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CatalogError(source, [("", f"the top level must be a mapping, got {type(data).__name__}")])
+    try:
+        return ModelCatalog.model_validate(data)
+    except ValidationError as err:
+        raise CatalogError(source, _problems(err)) from None
+
+
+def resolve_catalog_path(path: str | Path | None = None) -> Path:
+    """The file a path names: "" / None = env ``MODELS_CONFIG``, else the bundled default;
+    a relative path that is not found from the working directory is tried from the project root."""
+    if not path:
+        path = os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG_PATH
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        p = PROJECT_ROOT / p
+    return p
+
+
+def load_catalog(path: str | Path | None = None) -> ModelCatalog:
+    """Load and validate a model catalog file (see :func:`resolve_catalog_path` for the default)."""
+    p = resolve_catalog_path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(source, [("", "model catalog file not found")]) from None
+    except OSError as exc:
+        raise CatalogError(source, [("", f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CatalogError(source, [("", f"not valid YAML{where}: {getattr(err, 'problem', err)}")]) from None
+    return parse_catalog(data, source)

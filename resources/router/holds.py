@@ -1,0 +1,135 @@
+"""Budget holds: a family's budget reserved in the warehouse, so parallel steps and runs share it.
+
+The spend ledger only learns a batch's spend when the batch ends, so two steps of one family running
+at the same time would each see the whole budget. Instead, a session that is about to spend first
+raises its *hold* (one row in ``<ledger_table>_holds``), in a transaction that counts the ledger
+plus every other live hold of the family (per run id for ``per_run_usd``, per UTC day for
+``per_day_usd``); a hold that does not fit is not granted and the call is not sent. When the batch
+ends, its ledger rows are written and its hold deleted in one transaction. Holds grow in chunks
+(doubling), so a batch of a thousand calls takes about ten transactions, not a thousand.
+
+A hold of a process that died lapses after ``ttl_s`` (one hour), so the budget it held is not lost.
+Transactions on one family are serialised with a row lock (``SELECT ... FOR UPDATE`` on
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE``, which the warehouse uses, serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+
+from resources.router.ledger import ensure, ledger_table, utc_today
+from resources.warehouse import Warehouse
+
+
+def holds_table(ledger: str) -> sa.Table:
+    return sa.Table(
+        f"{ledger}_holds",
+        sa.MetaData(),
+        sa.Column("holder", sa.String(32), primary_key=True),
+        sa.Column("family", sa.String(100), nullable=False, index=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("amount_usd", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds
+    )
+
+
+def locks_table(ledger: str) -> sa.Table:
+    return sa.Table(f"{ledger}_locks", sa.MetaData(), sa.Column("family", sa.String(100), primary_key=True))
+
+
+class BudgetHolds:
+    """One session's hold on its family's budget."""
+
+    def __init__(self, warehouse: Warehouse, ledger: str, *, family: str, run_id: str, per_run: float | None,
+                 per_day: float | None, ttl_s: float = 3600.0) -> None:
+        self.warehouse, self.family, self.run_id = warehouse, family, run_id
+        self.per_run, self.per_day, self.ttl_s = per_run, per_day, ttl_s
+        self.holder = uuid.uuid4().hex
+        self.held = 0.0
+        self._names = ledger
+        self._ready = False
+
+    def _tables(self) -> None:
+        """Create the tables on first use: a session that never calls a model never touches them."""
+        if not self._ready:
+            self.ledger = ensure(self.warehouse, ledger_table(self._names))
+            self.holds = ensure(self.warehouse, holds_table(self._names))
+            self.locks = ensure(self.warehouse, locks_table(self._names))
+            self._ready = True
+
+    def __repr__(self) -> str:
+        return f"BudgetHolds(family={self.family!r}, run_id={self.run_id!r}, held={self.held:.6f})"
+
+    # ---- reads -----------------------------------------------------------------------------
+    def _others(self, conn: sa.Connection, day: str) -> tuple[float, float]:
+        """(spent or held by others for this run, ... for this day): ledger rows plus live holds."""
+        led, h = self.ledger.c, self.holds.c
+
+        def total(column_ledger, column_hold, value) -> float:
+            spent = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(led.cost_usd), 0.0)).where(
+                led.family == self.family, column_ledger == value)).scalar_one()
+            held = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(h.amount_usd), 0.0)).where(
+                h.family == self.family, column_hold == value, h.holder != self.holder,
+                h.expires_at > time.time())).scalar_one()
+            return float(spent) + float(held)
+
+        return total(led.run_id, h.run_id, self.run_id), total(led.day, h.day, day)
+
+    def others(self) -> tuple[float, float]:
+        self._tables()
+        with self.warehouse.engine.connect() as conn:
+            return self._others(conn, utc_today())
+
+    # ---- writes ----------------------------------------------------------------------------
+    def _lock(self, conn: sa.Connection) -> None:
+        exists = conn.execute(sa.select(self.locks.c.family).where(self.locks.c.family == self.family)
+                              .with_for_update()).first()
+        if exists is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(self.locks).values(family=self.family))
+            except sa.exc.IntegrityError:  # another process inserted it first
+                pass
+            conn.execute(sa.select(self.locks.c.family).where(self.locks.c.family == self.family).with_for_update())
+
+    def extend(self, total: float) -> tuple[float, float, float]:
+        """Raise the hold towards ``total`` USD as far as the limits allow.
+
+        Returns (the hold now, others' run spend + holds, others' day spend + holds).
+        """
+        day = utc_today()
+        self._tables()
+        with self.warehouse.engine.begin() as conn:
+            self._lock(conn)
+            others_run, others_day = self._others(conn, day)
+            caps = [total]
+            if self.per_run is not None:
+                caps.append(self.per_run - others_run)
+            if self.per_day is not None:
+                caps.append(self.per_day - others_day)
+            new = max(self.held, min(caps))  # a hold never shrinks while calls may be in flight
+            self._write(conn, new, day)  # also pushes its expiry back
+        self.held = new
+        return new, others_run, others_day
+
+    def _write(self, conn: sa.Connection, amount: float, day: str) -> None:
+        h = self.holds
+        values = {"family": self.family, "run_id": self.run_id, "day": day, "amount_usd": amount,
+                  "expires_at": time.time() + self.ttl_s}
+        updated = conn.execute(sa.update(h).where(h.c.holder == self.holder).values(**values)).rowcount
+        if not updated:
+            conn.execute(sa.insert(h).values(holder=self.holder, **values))
+
+    def finish(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write the batch's ledger rows and drop the hold, in one transaction."""
+        self._tables()
+        with self.warehouse.engine.begin() as conn:
+            if rows:
+                conn.execute(sa.insert(self.ledger), list(rows))
+            conn.execute(sa.delete(self.holds).where(self.holds.c.holder == self.holder))
+        self.held = 0.0

@@ -1,0 +1,142 @@
+"""What bounds remote calls: token-bucket rate limits, endpoint cooldowns, budget reservations.
+
+All three are per router session and loop-independent (plain monotonic-clock state, awaited with
+``asyncio.sleep``), so one session can run batches from several event loops in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from resources.router.catalog import EndpointConfig
+
+
+class RateLimiter:
+    """Token bucket on the monotonic clock; ``acquire`` waits (asyncio) until ``amount`` fits."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)  # at most one second's worth in a burst
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    async def acquire(self, amount: float = 1.0) -> float:
+        """Take ``amount`` tokens (a request bigger than the bucket waits for a full one); returns seconds waited."""
+        amount = min(amount, self.capacity)
+        waited = 0.0
+        while True:
+            self._refill()
+            if self.tokens >= amount:
+                self.tokens -= amount
+                return waited
+            delay = (amount - self.tokens) / self.rate
+            await asyncio.sleep(delay)
+            waited += delay
+
+
+class EndpointState:
+    """Per endpoint, per session: cooldown bookkeeping and rate limiters."""
+
+    def __init__(self, name: str, cfg: EndpointConfig) -> None:
+        self.name, self.cfg = name, cfg
+        self.consecutive_failures = 0
+        self.cooldown_until = 0.0
+        self.rpm = RateLimiter(cfg.rpm) if cfg.rpm else None
+        self.tpm = RateLimiter(cfg.tpm) if cfg.tpm else None
+
+    def cooling(self) -> bool:
+        return time.monotonic() < self.cooldown_until
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+
+    def record_failure(self) -> bool:
+        """Count a failed call; True when this failure opens the cooldown."""
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.cfg.cooldown.after_failures and not self.cooling():
+            self.cooldown_until = time.monotonic() + self.cfg.cooldown.seconds
+            # after the cooldown one more failure re-opens it (half-open)
+            self.consecutive_failures = self.cfg.cooldown.after_failures - 1
+            return True
+        return False
+
+    async def throttle(self, tokens: int) -> None:
+        if self.rpm is not None:
+            await self.rpm.acquire(1)
+        if self.tpm is not None:
+            await self.tpm.acquire(tokens)
+
+
+class BudgetGuard:
+    """A family's per-run and per-day limits as one session sees them.
+
+    Before each call the router reserves the call's worst-case cost (estimated input plus the full
+    ``max_tokens`` output); a call that does not fit is never sent. After the call the reservation
+    is settled with the actual cost. ``run_base`` / ``day_base`` hold what others spent or hold
+    (the family's ledger rows of this run / UTC day, and other sessions' live holds). With
+    ``holds`` (:class:`~resources.router.holds.BudgetHolds`, when there is a warehouse), what this
+    session reserves must also fit in its hold in the warehouse, which it raises in chunks as it
+    goes, so parallel steps of a family never spend the same dollar twice.
+    """
+
+    def __init__(self, per_run: float | None, per_day: float | None, holds: Any = None) -> None:
+        self.per_run, self.per_day = per_run, per_day
+        self.holds = holds
+        self.run_base = 0.0
+        self.day_base = 0.0
+        self.spent = 0.0  # settled in the current batch
+        self.reserved = 0.0  # in flight
+        self.refused = 0
+        self.warned = False
+
+    @property
+    def limited(self) -> bool:
+        return self.per_run is not None or self.per_day is not None
+
+    def remaining(self) -> float | None:
+        """USD that may still be reserved; None = unlimited."""
+        left = []
+        if self.per_run is not None:
+            left.append(self.per_run - self.run_base - self.spent - self.reserved)
+        if self.per_day is not None:
+            left.append(self.per_day - self.day_base - self.spent - self.reserved)
+        return max(0.0, min(left)) if left else None
+
+    def try_reserve(self, amount: float) -> bool:
+        if not self.limited:
+            self.reserved += amount
+            return True
+        need = self.spent + self.reserved + amount
+        if self.holds is not None and need > self.holds.held + _EPS:
+            # grow the hold geometrically: a batch of N calls takes about log2(N) transactions
+            held, self.run_base, self.day_base = self.holds.extend(need + max(8 * amount, self.holds.held))
+            if need > held + _EPS:
+                self.refused += 1
+                return False
+        left = self.remaining()
+        if left is not None and amount > left + _EPS:
+            self.refused += 1
+            return False
+        self.reserved += amount
+        return True
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self.reserved = max(0.0, self.reserved - reserved)
+        self.spent += actual
+
+    def close_batch(self) -> float:
+        """Fold the batch's spend into the bases; returns what the batch spent."""
+        spent, self.spent = self.spent, 0.0
+        self.run_base += spent
+        self.day_base += spent
+        return spent
+
+
+_EPS = 1e-12

@@ -1,0 +1,98 @@
+"""The Dagster resource of the model router: the deployment's model catalog and its API keys.
+
+Usage (an asset body of a family)::
+
+    session = router.session(family=family.name, routes=family.spec.routing, budget=family.spec.budget,
+                             local=local_provider, warehouse=warehouse, run_id=context.run_id,
+                             partition=context.partition_key, logger=context.log)
+    batch = session.run(family.tasks["topic"], items)       # one result per item, in order; never raises
+    context.add_output_metadata(session.stats().as_metadata())
+
+Put the assets that call remote models in one Dagster ``pool`` so concurrent runs share an
+endpoint's limits.
+"""
+
+import os
+from typing import Any, Mapping
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from resources.providers.base import ModelProvider
+from resources.providers.openai import OpenAIProvider
+from resources.router.catalog import EndpointConfig, ModelCatalog, load_catalog, resolve_catalog_path
+from resources.router.routes import Budget, TaskRoute
+from resources.router.session import RouterSession
+from resources.warehouse import Warehouse
+
+
+class ModelRouter(dg.ConfigurableResource):
+    """Routes each family's tasks between the local provider and OpenAI-compatible models.
+
+    ``config_path``: the model catalog YAML ("" = env ``MODELS_CONFIG``, else the bundled all-local
+    ``resources/models.default.yaml``). ``api_key``: the default endpoint key, e.g.
+    ``dg.EnvVar("OPENAI_API_KEY")``; never logged.
+    """
+
+    config_path: str = Field(default="", description="model catalog YAML; empty = $MODELS_CONFIG or the bundled default")
+    api_key: str | None = Field(default=None, repr=False, description="OpenAI-compatible API key (use dg.EnvVar)")
+
+    _catalog: ModelCatalog | None = PrivateAttr(default=None)
+
+    def catalog(self) -> ModelCatalog:
+        """The validated model catalog (read once per resource instance)."""
+        if self._catalog is None:
+            self._catalog = load_catalog(self.config_path or None)
+        return self._catalog
+
+    @property
+    def catalog_path(self) -> str:
+        return str(resolve_catalog_path(self.config_path or None))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.catalog()  # a bad catalog fails at run start, naming file, key path and reason
+
+    def _key_for(self, cfg: EndpointConfig) -> str | None:
+        if cfg.api_key_env:
+            return os.environ.get(cfg.api_key_env) or None
+        return self.api_key or None
+
+    def _secrets(self) -> list[str | None]:
+        catalog = self.catalog()
+        return [self.api_key, *(os.environ.get(e.api_key_env) for e in catalog.endpoints.values() if e.api_key_env)]
+
+    def secrets(self) -> list[str]:
+        """The API keys this router may use, to mask them wherever text leaves the platform (alerts)."""
+        return [s for s in self._secrets() if s]
+
+    def remote_providers(self) -> dict[str, OpenAIProvider]:
+        """model name -> its provider, one per model of the catalog (no client is created yet)."""
+        catalog = self.catalog()
+        out: dict[str, OpenAIProvider] = {}
+        for name, model in catalog.models.items():
+            endpoint = catalog.endpoints[model.endpoint]
+            out[name] = OpenAIProvider(model, endpoint, api_key=self._key_for(endpoint), endpoint_name=model.endpoint,
+                                       model_name=name)
+        return out
+
+    def session(
+        self,
+        *,
+        family: str,
+        routes: Mapping[str, TaskRoute],
+        budget: Budget,
+        local: ModelProvider,
+        warehouse: Warehouse | None = None,
+        run_id: str = "",
+        partition: str | None = None,
+        logger: Any = None,
+    ) -> RouterSession:
+        """A session routing one family's task batches for one asset execution.
+
+        Raises ``ValueError`` when a route names a model the catalog does not have.
+        """
+        return RouterSession(
+            self.catalog(), family=family, routes=routes, budget=budget, local=local,
+            remote=self.remote_providers(), warehouse=warehouse, run_id=run_id, partition=partition,
+            logger=logger, secrets=self._secrets(),
+        )

@@ -1,0 +1,319 @@
+"""A router session: routes one family's task batches for one asset execution.
+
+:meth:`RouterSession.run` returns one result per item, in order, and never raises for a remote
+failure. Every result says which path answered it (``result.path``):
+
+- ``local``: the family does not route the task to a model;
+- ``llm``: a remote model answered; ``cache``: an earlier identical call's answer was reused;
+- ``cascade:local`` / ``cascade:llm``: the local answer was confident enough / was not and a model
+  answered (tasks with a confidence: classify, extract);
+- ``fallback:<reason>``: the first choice failed and a later model of the chain, or finally the
+  local provider, answered. Reasons: ``timeout``, ``rate_limited``, ``server_error``,
+  ``connection``, ``malformed_response``, ``invalid_output``, ``auth``, ``client_error``,
+  ``low_confidence``, ``cooldown``, ``budget``, ``no_api_key``, ``router_error`` (a bug in the
+  router itself, logged).
+
+Concurrency, rate limits and cooldowns live in the session. The cache, the spend ledger and the
+budget holds (:mod:`resources.router.holds`) live in the warehouse, so they hold across sessions,
+parallel steps and runs: the family's ``per_run_usd`` / ``per_day_usd`` are reserved call by call
+with the worst-case cost before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import Any, Mapping, Sequence
+
+from resources.concurrency import long_lived_heap_frozen, run_coroutine
+from resources.providers.base import Item, ModelProvider, TaskResult, content_hash, error_result
+from resources.providers.definition import TaskDefinition
+from resources.providers.openai import OpenAIProvider, scrub
+from resources.router.calls import CallContext, ItemTrace, call_with_retries
+from resources.router.catalog import ModelCatalog
+from resources.router.holds import BudgetHolds
+from resources.router.ledger import ResultCache, ledger_spend, record_spend, spend_rows, utc_today
+from resources.router.limits import BudgetGuard, EndpointState
+from resources.router.routes import Budget, TaskRoute
+from resources.router.stats import RouterStats, TaskBatch
+from resources.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+class RouterSession:
+    """Routes task batches of one family; cumulative stats over its ``run`` calls."""
+
+    def __init__(
+        self, catalog: ModelCatalog, *, family: str, routes: Mapping[str, TaskRoute], budget: Budget,
+        local: ModelProvider, remote: Mapping[str, OpenAIProvider], warehouse: Warehouse | None = None,
+        run_id: str = "", partition: str | None = None, logger: Any = None, secrets: Sequence[str | None] = (),
+    ) -> None:
+        unknown = [f"routing.{t}.{loc}: {m!r}" for t, r in routes.items() for loc, m in r.model_names() if m not in remote]
+        if unknown:
+            raise ValueError(f"family {family!r} routes to models the model catalog does not have: "
+                             f"{'; '.join(unknown)} (catalog models: {', '.join(sorted(remote)) or '(none)'})")
+        self.catalog = catalog
+        self.family = family
+        self.routes = dict(routes)
+        self.budget = budget
+        self.local = local
+        self.remote = dict(remote)
+        self.warehouse = warehouse
+        self.run_id = run_id or "adhoc"
+        self.partition = partition
+        self.log = logger or log
+        self._secrets = [s for s in secrets if s]
+        self._stats = RouterStats()
+        self._endpoints = {name: EndpointState(name, cfg) for name, cfg in catalog.endpoints.items()}
+        self._cache = ResultCache(warehouse, catalog.cache.table, catalog.cache.enabled)
+        self._budget = BudgetGuard(budget.per_run_usd, budget.per_day_usd)
+        if warehouse is not None and self._budget.limited:
+            self._budget.holds = BudgetHolds(warehouse, catalog.ledger_table, family=family, run_id=self.run_id,
+                                             per_run=budget.per_run_usd, per_day=budget.per_day_usd)
+        self._session_spent = 0.0
+
+    def __repr__(self) -> str:
+        return (f"RouterSession(family={self.family!r}, run_id={self.run_id!r}, partition={self.partition!r}, "
+                f"models={sorted(self.remote)})")
+
+    def route(self, task: str) -> TaskRoute:
+        return self.routes.get(task, TaskRoute())
+
+    def stats(self) -> RouterStats:
+        out = self._stats.model_copy(deep=True)
+        out.budget_remaining_usd = self._budget.remaining()
+        return out
+
+    # ---- the public entry point ----------------------------------------------------------
+    def run(self, task: TaskDefinition, items: Sequence[Item]) -> TaskBatch:
+        """One result per item, in input order. Remote failures fall back; this never raises for them."""
+        items = list(items)
+        route = self.route(task.name)
+        chain = route.remote_chain()
+        cascade = route.is_cascade
+        results: list[TaskResult | None] = [None] * len(items)
+        local_results: list[TaskResult] | None = None
+        pending = list(range(len(items)))
+        stats = RouterStats(items=len(items))
+
+        if not chain or not items:
+            local_results = self._run_local(task, items)
+            for i, r in enumerate(local_results):
+                r.path = "local"
+                results[i] = r
+            pending = []
+        elif cascade:
+            local_results = self._run_local(task, items)
+            threshold = float(route.escalate_below_confidence or 0.0)
+            pending = []
+            for i, r in enumerate(local_results):
+                if r.ok and r.confidence is not None and r.confidence >= threshold:
+                    r.path = "cascade:local"
+                    results[i] = r
+                else:
+                    pending.append(i)
+
+        if pending:
+            self._refresh_budget()
+            with long_lived_heap_frozen():
+                traces = run_coroutine(
+                    self._run_remote(task, [items[i] for i in pending], chain, route.min_confidence, stats)
+                )
+            self._resolve(task, items, pending, traces, results, local_results, cascade)
+            self._persist(task, traces)
+
+        final = [r for r in results if r is not None]
+        if len(final) != len(items):  # pragma: no cover - the invariant every caller relies on
+            raise RuntimeError(f"router returned {len(final)} results for {len(items)} items")
+        stats.tally(final)
+        self._session_spent += self._budget.close_batch()
+        stats.budget_remaining_usd = self._budget.remaining()
+        self._stats.merge(stats)
+        self._log_summary(task, stats)
+        return TaskBatch(task=task.name, results=final, stats=stats)
+
+    def _resolve(self, task: TaskDefinition, items: list[Item], pending: list[int], traces: list[ItemTrace],
+                 results: list[TaskResult | None], local_results: list[TaskResult] | None, cascade: bool) -> None:
+        """Place remote answers; items the chain could not answer get the local answer, costs added."""
+        need_local: list[tuple[int, ItemTrace]] = []
+        for i, trace in zip(pending, traces):
+            r = trace.result
+            if r is None:
+                need_local.append((i, trace))
+                continue
+            if trace.cache_hit:
+                r.path = "cache"
+            elif trace.reason:
+                r.path = f"fallback:{trace.reason}"
+            else:
+                r.path = "cascade:llm" if cascade else "llm"
+            results[i] = r
+        if not need_local:
+            return
+        if local_results is None:
+            fallback = self._run_local(task, [items[i] for i, _ in need_local])
+        else:
+            fallback = [local_results[i] for i, _ in need_local]
+        for (i, trace), r in zip(need_local, fallback):
+            r = r.model_copy()
+            r.path = f"fallback:{trace.reason or 'unavailable'}"
+            r.attempts = trace.attempts + max(1, r.attempts)
+            r.tokens_in += trace.tokens_in
+            r.tokens_out += trace.tokens_out
+            r.cost_usd = round(r.cost_usd + trace.cost_usd, 10)
+            r.redactions += trace.redactions
+            results[i] = r
+
+    # ---- local ---------------------------------------------------------------------------
+    def _run_local(self, task: TaskDefinition, items: list[Item]) -> list[TaskResult]:
+        if not items:
+            return []
+        try:
+            if not self.local.supports(task):
+                raise ValueError(f"the local provider does not support {task.type} tasks")
+            out = list(self.local.run(task, items))
+            if len(out) != len(items):
+                raise ValueError(f"the local provider returned {len(out)} results for {len(items)} items")
+            return out
+        except Exception as exc:  # noqa: BLE001 - the end of the chain: every item gets a reason, never a raise
+            message = scrub(f"local provider failed: {type(exc).__name__}: {exc}", self._secrets)
+            self.log.error(f"{task.key}: {message}")
+            return [error_result(task, item, getattr(self.local, "name", "local"), message) for item in items]
+
+    # ---- remote --------------------------------------------------------------------------
+    def _cache_key(self, task: TaskDefinition, provider: OpenAIProvider, item: Item) -> tuple[str, str]:
+        input_hash = provider.input_hash(task, item)
+        key = content_hash(self.family, task.name, provider.model.model, provider.prompt_hash(task), input_hash)
+        return key, input_hash
+
+    async def _run_remote(self, task: TaskDefinition, items: list[Item], chain: list[str],
+                          min_confidence: float | None, stats: RouterStats) -> list[ItemTrace]:
+        use_cache = self.catalog.cache.enabled
+        keys = {(name, i): self._cache_key(task, self.remote[name], it) for name in chain
+                for i, it in enumerate(items)} if use_cache else {}
+        cached = self._cache.get_many(k for k, _ in keys.values())
+        clients: dict[str, Any] = {}  # one async SDK client per endpoint, created in this loop
+        for name in chain:
+            provider = self.remote[name]
+            if provider.name not in clients and provider.has_key:
+                clients[provider.name] = provider.make_client()
+        ctx = CallContext(self._budget, stats, asyncio.Semaphore(self.catalog.concurrency), self.log)
+        endpoint_slots = {name: asyncio.Semaphore(ep.cfg.max_concurrency) for name, ep in self._endpoints.items()}
+        # items are prepared (redacted, serialised) just in time, not all up front
+        admission = asyncio.Semaphore(2 * self.catalog.concurrency)
+
+        async def one(i: int, item: Item) -> ItemTrace:
+            async with admission:
+                try:
+                    return await chain_for(i, item)
+                except Exception as exc:  # noqa: BLE001 - a bug here must not sink the batch: local answers
+                    self.log.error(scrub(f"{task.key} {item.id}: router error {type(exc).__name__}: {exc}",
+                                         self._secrets))
+                    return ItemTrace(reason="router_error")
+
+        async def chain_for(i: int, item: Item) -> ItemTrace:
+            trace = ItemTrace()
+            for name in chain:
+                provider = self.remote[name]
+                key, input_hash = keys.get((name, i), ("", ""))
+                hit = cached.get(key) if use_cache else None
+                if hit is not None:
+                    result = _from_cache(hit, item)
+                    if _confident(result, min_confidence):
+                        trace.result, trace.cache_hit = result, True
+                        stats.cache_hits += 1
+                        return trace
+                    reason = "low_confidence"
+                elif not provider.has_key:
+                    reason = "no_api_key"
+                else:
+                    call = provider.prepare(task, item)
+                    trace.redactions += call.redactions
+                    outcome, reason = await call_with_retries(
+                        provider, clients[provider.name], call, trace, self._endpoints[provider.name],
+                        endpoint_slots[provider.name], ctx,
+                    )
+                    if outcome is not None:
+                        result = outcome.result
+                        if use_cache:
+                            trace.cache_row = self._cache_row(task, provider, key, input_hash, result)
+                        if _confident(result, min_confidence):
+                            result.tokens_in, result.tokens_out = trace.tokens_in, trace.tokens_out
+                            result.cost_usd = round(trace.cost_usd, 10)
+                            result.attempts = trace.attempts
+                            result.redactions = trace.redactions
+                            result.latency_ms = (time.perf_counter() - trace.started) * 1000
+                            trace.result = result
+                            return trace
+                        reason = "low_confidence"
+                trace.reason = trace.reason or reason
+                self.log.debug(f"{task.key} {item.id}: {name} failed ({reason}); next in chain")
+            return trace
+
+        try:
+            return list(await asyncio.gather(*(one(i, it) for i, it in enumerate(items))))
+        finally:
+            for client in clients.values():
+                await client.close()
+
+    def _cache_row(self, task: TaskDefinition, provider: OpenAIProvider, key: str, input_hash: str,
+                   result: TaskResult) -> dict[str, Any]:
+        return {
+            "cache_key": key, "family": self.family, "task": task.name, "model_id": provider.model.model,
+            "prompt_hash": provider.prompt_hash(task), "input_hash": input_hash,
+            "result_json": result.model_dump_json(), "tokens_in": result.tokens_in,
+            "tokens_out": result.tokens_out, "cost_usd": result.cost_usd,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+    def _refresh_budget(self) -> None:
+        """Bases of the family's limits: its ledger spend (and others' holds) of this run and of today."""
+        b = self._budget
+        if b.holds is not None:
+            b.run_base, b.day_base = b.holds.others()
+        elif self.warehouse is not None and b.limited:
+            table = self.catalog.ledger_table
+            b.run_base = ledger_spend(self.warehouse, family=self.family, run_id=self.run_id, table=table).cost_usd
+            b.day_base = ledger_spend(self.warehouse, family=self.family, day=utc_today(), table=table).cost_usd
+        else:
+            b.run_base = b.day_base = self._session_spent
+
+    def _persist(self, task: TaskDefinition, traces: list[ItemTrace]) -> None:
+        self._cache.put_many([t.cache_row for t in traces if t.cache_row is not None])
+        if self.warehouse is None:
+            return
+        rows = spend_rows(family=self.family, run_id=self.run_id, partition=self.partition, task=task.name,
+                          spends=[s for t in traces for s in t.spend])
+        if self._budget.holds is not None:
+            self._budget.holds.finish(rows)  # the spend enters the ledger as the hold goes: never counted 0 or 2 times
+        else:
+            record_spend(self.warehouse, self.catalog.ledger_table, rows)
+
+    def _log_summary(self, task: TaskDefinition, s: RouterStats) -> None:
+        if s.calls == 0 and s.fallbacks == 0 and s.cache_hits == 0:
+            return
+        msg = (f"router {task.key}: {s.items} items, paths {dict(sorted(s.paths.items()))}, {s.calls} calls "
+               f"({s.retries} retries), {s.cache_hits} cache hits, {s.tokens_in}+{s.tokens_out} tokens, "
+               f"${s.cost_usd:.6f}")
+        (self.log.warning if s.fallbacks else self.log.info)(scrub(msg, self._secrets))
+
+
+def _from_cache(stored: str, item: Item) -> TaskResult:
+    """A cached answer as this call's result: nothing was spent on it."""
+    result = TaskResult.model_validate_json(stored)
+    result.tokens_in = result.tokens_out = 0
+    result.cost_usd = result.latency_ms = 0.0
+    result.attempts = result.redactions = 0
+    if item.input_hash:
+        result.input_hash = item.input_hash
+    return result
+
+
+def _confident(result: TaskResult, min_confidence: float | None) -> bool:
+    if min_confidence is None:
+        return True
+    return result.confidence is not None and result.confidence >= min_confidence

@@ -1,0 +1,1 @@
+"""Generator of the support_triage family data (see generate.py)."""
