@@ -32,6 +32,17 @@ RESERVED = frozenset({
 })
 
 
+def _platform_names(named: dict[str, Any]) -> dict[str, Any]:
+    """Names that become columns and condition names: identifiers, none the platform uses itself."""
+    bad = [k for k in named if not IDENTIFIER.match(k)]
+    if bad:
+        raise ValueError(f"names must be lower_snake_case identifiers: {bad}")
+    reserved = sorted(set(named) & RESERVED)
+    if reserved:
+        raise ValueError(f"name(s) {reserved} are reserved by the platform")
+    return named
+
+
 class FieldSpec(Strict):
     """One field of the record."""
 
@@ -41,8 +52,19 @@ class FieldSpec(Strict):
     normalize: Literal["lower", "upper", "strip"] = "strip"
     min_length: int | None = Field(None, ge=0)
     max_length: int | None = Field(None, ge=1)
+    pattern: str | None = Field(None, description="a regular expression the whole value must match, e.g. ^ITS-\\d{6}$")
     truth_for: str | None = Field(None, description="a classify task whose known answer this field holds")
     description: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _bounds(self) -> "FieldSpec":
@@ -65,13 +87,7 @@ class RecordSpec(Strict):
     @field_validator("fields")
     @classmethod
     def _names(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
-        bad = [k for k in v if not IDENTIFIER.match(k)]
-        if bad:
-            raise ValueError(f"field names must be lower_snake_case identifiers: {bad}")
-        reserved = sorted(set(v) & RESERVED)
-        if reserved:
-            raise ValueError(f"field name(s) {reserved} are reserved by the platform")
-        return v
+        return _platform_names(v)
 
     @model_validator(mode="after")
     def _refs(self) -> "RecordSpec":
@@ -290,13 +306,7 @@ class WorkflowSpec(Strict):
     @field_validator("tasks", "context")
     @classmethod
     def _identifiers(cls, v: dict[str, Any]) -> dict[str, Any]:
-        bad = [k for k in v if not IDENTIFIER.match(k)]
-        if bad:
-            raise ValueError(f"names must be lower_snake_case identifiers: {bad}")
-        reserved = sorted(set(v) & RESERVED)
-        if reserved:
-            raise ValueError(f"name(s) {reserved} are reserved by the platform")
-        return v
+        return _platform_names(v)
 
     @model_validator(mode="after")
     def _references(self) -> "WorkflowSpec":

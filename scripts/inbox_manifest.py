@@ -9,8 +9,10 @@ mapping), or ``<row>`` (a CSV record that cannot be split into the header's colu
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,16 @@ def manifest_text(
 def _cell(text: str) -> str:
     """A table cell: a literal ``|`` would split it."""
     return text.replace("|", "\\|")
+
+
+def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any] | str]) -> str:
+    """A batch CSV: a header, then one record per dict; a str row is written verbatim (a malformed line)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        if isinstance(row, str):
+            buf.write(row + "\n")
+        else:
+            writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+    return buf.getvalue()

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a file: make ``scripts`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.inbox_manifest import Malformed, manifest_text  # noqa: E402
+from scripts.inbox_manifest import Malformed, csv_text, manifest_text  # noqa: E402
 
 SEED = 20261130
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,18 +159,6 @@ def _requesters(seed: int) -> list[str]:
 
 def _ticket_id(n: int) -> str:
     return f"ITS-{n:06d}"
-
-
-def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any] | str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        if isinstance(row, str):
-            buf.write(row + "\n")
-        else:
-            writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
-    return buf.getvalue()
 
 
 def _jsonl_text(columns: Sequence[str], rows: Sequence[dict[str, Any] | str]) -> str:
@@ -347,11 +335,11 @@ def generate(source: Path = DEFAULT_SOURCE, out_dir: Path = FAMILY_DIR, seed: in
     times = _times(rng, datetime(2026, 6, 1, tzinfo=timezone.utc), 181, len(labelled))
     rows = [{ID: _ticket_id(k + 1), OPENED: _iso(ts), TEXT: tickets[i].text, LABEL: tickets[i].label}
             for k, (i, ts) in enumerate(zip(labelled, times))]
-    _write(out / LABELLED_FILE, _csv_text(LABELLED_COLUMNS, rows))
+    _write(out / LABELLED_FILE, csv_text(LABELLED_COLUMNS, rows))
 
     files, malformed, truth = build_inbox(tickets, inbox, rest, seed)
     for name, batch in files.items():
-        text = _jsonl_text(INBOX_COLUMNS, batch) if name.endswith(".jsonl") else _csv_text(INBOX_COLUMNS, batch)
+        text = _jsonl_text(INBOX_COLUMNS, batch) if name.endswith(".jsonl") else csv_text(INBOX_COLUMNS, batch)
         _write(out / INBOX_DIR / name, text)
     rows_per_file = {name: len(batch) for name, batch in files.items()}
     _write(out / INBOX_DIR / MANIFEST_FILE, manifest_text(
@@ -360,7 +348,7 @@ def generate(source: Path = DEFAULT_SOURCE, out_dir: Path = FAMILY_DIR, seed: in
         notes=[f"`field` is the family's record field (`{'`, `'.join(FIELD.values())}`); the problem names the",
                "source column or JSON key it comes from. A row without an id shows an empty id cell."],
     ))
-    _write(out / INBOX_LABELS_FILE, _csv_text((ID, LABEL), [{ID: i, LABEL: lb} for i, lb in truth]))
+    _write(out / INBOX_LABELS_FILE, csv_text((ID, LABEL), [{ID: i, LABEL: lb} for i, lb in truth]))
 
     summary = {
         "seed": seed,

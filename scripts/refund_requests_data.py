@@ -34,7 +34,7 @@ import yaml
 if __package__ in (None, ""):  # run as a file: make ``scripts`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.inbox_manifest import Malformed, manifest_text  # noqa: E402
+from scripts.inbox_manifest import Malformed, csv_text, manifest_text  # noqa: E402
 
 SEED = 20261201
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,18 +272,6 @@ def build_inbox(orders: Sequence[dict[str, Any]], seed: int):
     return files, malformed, expected
 
 
-def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any] | str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        if isinstance(row, str):
-            buf.write(row + "\n")
-        else:
-            writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
-    return buf.getvalue()
-
-
 def _jsonl(rows: Sequence[dict[str, Any] | str]) -> str:
     return "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows)
 
@@ -348,7 +336,7 @@ def generate(out_dir: Path = FAMILY_DIR, seed: int = SEED) -> dict[str, Any]:
     out = Path(out_dir)
     _NAMES.clear()
     orders = build_orders(seed)
-    _write(out / ORDERS_FILE, _csv(ORDER_COLUMNS, orders))
+    _write(out / ORDERS_FILE, csv_text(ORDER_COLUMNS, orders))
 
     rng = Random(f"{seed}:labelled")
     start = datetime(2026, 11, 2, tzinfo=timezone.utc)
@@ -359,7 +347,7 @@ def generate(out_dir: Path = FAMILY_DIR, seed: int = SEED) -> dict[str, Any]:
 
     files, malformed, _ = build_inbox(orders, seed)
     for name, rows in files.items():
-        _write(out / INBOX_DIR / name, _jsonl(rows) if name.endswith(".jsonl") else _csv(EMAIL_COLUMNS, rows))
+        _write(out / INBOX_DIR / name, _jsonl(rows) if name.endswith(".jsonl") else csv_text(EMAIL_COLUMNS, rows))
     rows_per_file = {name: len(rows) for name, rows in files.items()}
     _write(out / INBOX_DIR / MANIFEST_FILE, manifest_text(
         generated_by=SCRIPT, files=list(BATCHES), rows_per_file=rows_per_file, malformed=malformed,

@@ -29,7 +29,7 @@ def inbox_sensor(family: Family) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{family.name}__inbox_sensor",
         job_name=family.job_name("workflow"),
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=10,  # a directory listing: cheap, and an arriving batch should not wait
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Watches the {family.name} inbox folder; each new batch file ({', '.join(allowed)}) becomes a partition "

@@ -55,10 +55,30 @@ class Run:
         return result
 
 
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory, model_dir):
+    import dagster as dg
+
+    with dg.instance_for_test() as instance:
+        run = Run(Family.load(DEFS / "support_triage"), tmp_path_factory.mktemp("baseline"), model_dir, instance)
+        assert run().success
+        yield run
+
+
 @pytest.fixture
-def baseline(tmp_path, model_dir, instance):
-    run = Run(Family.load(DEFS / "support_triage"), tmp_path / "run", model_dir, instance)
-    assert run().success
+def baseline(baseline_run, tmp_path):
+    """The module's one healthy run, on a copy of its warehouse that a test may damage."""
+    from resources.warehouse import Warehouse
+
+    import sqlite3
+
+    copy = tmp_path / "warehouse.db"
+    # the backup API, not a file copy: the warehouse runs in WAL mode, recent commits live in its -wal file
+    with sqlite3.connect(baseline_run.root / "warehouse.db") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    run = object.__new__(Run)
+    run.__dict__.update(baseline_run.__dict__)
+    run.resources = {**baseline_run.resources, "warehouse": Warehouse(url=f"sqlite:///{copy}")}
     return run
 
 

@@ -104,7 +104,7 @@ def test_jsonl_bad_lines_are_quarantined_with_line_numbers(spec):
 
 def test_source_column_names_are_mapped_ignoring_case_and_spaces(families):
     spec = families["it_service_desk"].record
-    raw = b" TICKET ID ,Opened,Requester,Document\nITS-1,2026-11-30T09:00:00Z,ana@example.org,printer jam floor three\n"
+    raw = b" TICKET ID ,Opened,Requester,Document\nITS-000001,2026-11-30T09:00:00Z,ana@example.org,printer jam floor three\n"
     r = parse_bytes(raw, "export.csv", spec)
     assert r.rows_ok == 1, r.quarantined.to_dict(orient="records")
     assert r.records.iloc[0]["body"] == "printer jam floor three"
@@ -137,3 +137,18 @@ def test_sample_batches_quarantine_exactly_the_rows_their_manifest_lists(familie
         r = parse_file(path, family.record, family.spec.source.formats)
         _accounting(r)
         assert set(zip(r.quarantined["source_row"], r.quarantined["field"])) == expected.get(path.name, set()), path.name
+
+
+def test_a_field_pattern_quarantines_values_that_do_not_match(families):
+    import copy
+
+    from orchestration_assets.spec import RecordSpec
+
+    data = families["it_service_desk"].record.model_dump()
+    data["fields"]["ticket_id"]["pattern"] = r"ITS-\d{6}"
+    spec = RecordSpec.model_validate(copy.deepcopy(data))
+    raw = (b"Ticket ID,Opened,Requester,Document\nITS-000001,2026-11-30T09:00:00Z,,printer jam on floor three\n"
+           b"its 2,2026-11-30T09:00:00Z,,printer jam on floor four\n")
+    r = parse_bytes(raw, "export.csv", spec)
+    assert r.rows_ok == 1
+    assert r.quarantined.iloc[0]["field"] == "ticket_id" and "does not match the pattern" in r.quarantined.iloc[0]["reason"]

@@ -256,6 +256,8 @@ def _check_value(name: str, f: FieldSpec, out: dict[str, Any]) -> _Problem | Non
         return _Problem(name, f"{value!r} is not an e-mail address")
     if f.values is not None and value not in f.values:
         return _Problem(name, f"{value!r} is not one of {', '.join(f.values)}")
+    if f.pattern is not None and not re.fullmatch(f.pattern, value):
+        return _Problem(name, f"{value!r} does not match the pattern {f.pattern}")
     if f.min_length is not None and len(value) < f.min_length:
         return _Problem(name, f"{name} has {len(value)} characters; at least {f.min_length} required")
     if f.max_length is not None and len(value) > f.max_length:

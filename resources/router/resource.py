@@ -20,7 +20,7 @@ from pydantic import Field, PrivateAttr
 
 from resources.providers.base import ModelProvider
 from resources.providers.openai import OpenAIProvider
-from resources.router.catalog import EndpointConfig, ModelCatalog, load_catalog, resolve_catalog_path
+from resources.router.catalog import CatalogError, EndpointConfig, ModelCatalog, load_catalog, resolve_catalog_path
 from resources.router.routes import Budget, TaskRoute
 from resources.router.session import RouterSession
 from resources.warehouse import Warehouse
@@ -50,7 +50,8 @@ class ModelRouter(dg.ConfigurableResource):
         return str(resolve_catalog_path(self.config_path or None))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.catalog()  # a bad catalog fails at run start, naming file, key path and reason
+        if context.dagster_run is not None:  # (a sensor only masks the keys: it must work with a bad catalog)
+            self.catalog()  # a bad catalog fails at run start, naming file, key path and reason
 
     def _key_for(self, cfg: EndpointConfig) -> str | None:
         if cfg.api_key_env:
@@ -62,8 +63,14 @@ class ModelRouter(dg.ConfigurableResource):
         return [self.api_key, *(os.environ.get(e.api_key_env) for e in catalog.endpoints.values() if e.api_key_env)]
 
     def secrets(self) -> list[str]:
-        """The API keys this router may use, to mask them wherever text leaves the platform (alerts)."""
-        return [s for s in self._secrets() if s]
+        """The API keys this router may use, to mask them wherever text leaves the platform (alerts).
+
+        With a catalog that cannot be read (runs then fail at start, naming the problem), the default key.
+        """
+        try:
+            return [s for s in self._secrets() if s]
+        except CatalogError:
+            return [self.api_key] if self.api_key else []
 
     def remote_providers(self) -> dict[str, OpenAIProvider]:
         """model name -> its provider, one per model of the catalog (no client is created yet)."""

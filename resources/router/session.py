@@ -303,10 +303,14 @@ class RouterSession:
 
 
 def _from_cache(stored: str, item: Item) -> TaskResult:
-    """A cached answer as this call's result: nothing was spent on it."""
+    """A cached answer as this call's result.
+
+    It keeps the tokens and cost it was bought for, so a record's row (and the KPIs summed from
+    rows) say what its answer cost even after a re-run; this run's spend (ledger, ``llm.*``
+    metadata, budgets) counts nothing for it (``path == "cache"``).
+    """
     result = TaskResult.model_validate_json(stored)
-    result.tokens_in = result.tokens_out = 0
-    result.cost_usd = result.latency_ms = 0.0
+    result.latency_ms = 0.0
     result.attempts = result.redactions = 0
     if item.input_hash:
         result.input_hash = item.input_hash

@@ -45,9 +45,10 @@ class RouterStats(BaseModel):
             paths[r.path] += 1
             if r.path.startswith("fallback:"):
                 reasons[r.path.split(":", 1)[1]] += 1
-            self.tokens_in += r.tokens_in
-            self.tokens_out += r.tokens_out
-            self.cost_usd += r.cost_usd
+            if r.path != "cache":  # a cached answer cost nothing in this run
+                self.tokens_in += r.tokens_in
+                self.tokens_out += r.tokens_out
+                self.cost_usd += r.cost_usd
             self.redactions += r.redactions
             if r.error is not None:
                 self.errors += 1
