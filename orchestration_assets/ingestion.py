@@ -7,7 +7,7 @@ from resources.sources import Inbox
 from resources.warehouse import PARTITION_COLUMN, Warehouse
 
 from .core.lookups import read_lookup
-from .core.records import parse_file, quarantine_ids_seen_elsewhere, suffixes
+from .core.records import parse_file, quarantine_ids_seen_elsewhere
 from .family import Family
 from .partitions import batches
 from .ui_metadata import column_schema, counts_md, preview_md

@@ -26,6 +26,11 @@ PARALLEL_STEPS = {
 }
 
 
+# The small jobs (a few steps in a row, nothing to parallelise) run in one process: the multiprocess
+# default re-imports the code location per step, ~4x the time of the work itself.
+SERIAL = dg.in_process_executor
+
+
 def _groups(family: Family, *stages: str) -> dg.AssetSelection:
     return dg.AssetSelection.groups(*(family.group(s) for s in stages))
 
@@ -54,11 +59,11 @@ def family_jobs(family: Family) -> list[dg.JobDefinition]:
             tags=tags,
         ),
         dg.define_asset_job(
-            name=family.job_name("kpis"), selection=_groups(family, "kpis"), tags=tags,
+            name=family.job_name("kpis"), executor_def=SERIAL, selection=_groups(family, "kpis"), tags=tags,
             description=f"Recompute the {family.name} KPI tables over every routed batch.",
         ),
         dg.define_asset_job(
-            name=family.job_name("dispatch"),
+            name=family.job_name("dispatch"), executor_def=SERIAL,
             selection=_keys(family, "review_decisions", "review_queue", "review_feedback", "dispatches", "kpi_review"),
             description=f"Deliver approved and auto_send {family.name} outputs exactly once; refresh the review queue, "
                         "feedback and review KPIs.",
@@ -67,15 +72,15 @@ def family_jobs(family: Family) -> list[dg.JobDefinition]:
     ]
     if lookups:
         jobs.append(dg.define_asset_job(
-            name=family.job_name("context_refresh"), selection=_keys(family, *lookups), tags=tags,
+            name=family.job_name("context_refresh"), executor_def=SERIAL, selection=_keys(family, *lookups), tags=tags,
             description=f"Reload the {family.name} context lookups: {', '.join(lookups)}."))
     if classify:
         jobs.append(dg.define_asset_job(
-            name=family.job_name("training"), selection=_groups(family, "models"), tags={**tags, "workflow": "models"},
+            name=family.job_name("training"), executor_def=SERIAL, selection=_groups(family, "models"), tags={**tags, "workflow": "models"},
             description=f"Retrain the {family.name} classifiers ({', '.join(classify)}), evaluate each challenger "
                         "against its champion on the golden set, promote only if the blocking gates pass."))
         jobs.append(dg.define_asset_job(
-            name=family.job_name("evaluation"),
+            name=family.job_name("evaluation"), executor_def=SERIAL,
             selection=_keys(family, *(f"{t}_{s}" for t in classify for s in ("evaluation", "champion")), "model_registry"),
             tags={**tags, "workflow": "models"},
             description=f"Evaluate the current {family.name} challengers against their champions and promote the "

@@ -105,7 +105,7 @@ def run_family(defs, family, instance, *, force: bool) -> list[str]:
         if force or not all(instance.get_latest_materialization_event(k) for k in champions):
             t0 = time.perf_counter()
             result = defs.resolve_job_def(family.job_name("training")).execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False, run_config=config)
+                instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
             print(f"  models: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s (run {result.run_id})")
             if not result.success:
                 failed.append(f"{family.name}:models")

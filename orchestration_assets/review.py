@@ -172,6 +172,7 @@ def record_decision_job(family: Family):
     op_name = "__".join(family.key("review_decisions"))
     return dg.define_asset_job(
         name=family.job_name("record_review_decision"),
+        executor_def=dg.in_process_executor,  # one step: no process to spawn for it
         selection=dg.AssetSelection.assets(dg.AssetKey(family.key("review_decisions"))),
         description=f"Record a reviewer's decision on a queued {family.name} record (launch from the launchpad "
                     f"with the decision as config; actions: {', '.join(family.spec.review.actions)}).",

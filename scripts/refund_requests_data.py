@@ -19,8 +19,6 @@ Fully synthetic; the words come from ``scripts/refund_requests_text.yaml``. Dete
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from collections import Counter

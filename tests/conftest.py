@@ -19,8 +19,8 @@ def pytest_addoption(parser):
     group = parser.getgroup("conformance")
     group.addoption("--defs", default=os.getenv("CONFORMANCE_DEFS", str(DEFS)),
                     help="defs folder whose families the conformance suite checks (default: the project's)")
-    group.addoption("--conformance-rows", type=int, default=int(os.getenv("CONFORMANCE_ROWS", "150")),
-                    help="rows of each family's sample batch the conformance suite runs (default 150)")
+    group.addoption("--conformance-rows", type=int, default=int(os.getenv("CONFORMANCE_ROWS", "120")),
+                    help="rows of each family's sample batch the conformance suite runs (default 120)")
 
 
 @pytest.fixture(scope="session")

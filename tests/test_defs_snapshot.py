@@ -10,7 +10,6 @@ import json
 import os
 from pathlib import Path
 
-import dagster as dg
 
 SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "asset_specs.json"
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..spec import LookupColumn, LookupSpec
+from ..spec_inputs import LookupColumn, LookupSpec
 
 MAX_ERRORS_SHOWN = 20
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f"}

@@ -21,7 +21,7 @@ import pandas as pd
 
 from resources.providers.base import content_hash
 
-from ..spec import FieldSpec, RecordSpec
+from ..spec_inputs import FieldSpec, RecordSpec
 
 SUFFIXES = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
 QUARANTINE_COLUMNS = ["source_file", "source_row", "record_id", "field", "reason", "raw_record"]
