@@ -79,8 +79,7 @@ def task_asset(family: Family, task: TaskDefinition) -> dg.AssetsDefinition:
         lookups = inputs.lookups_for(family, task)
         base = inputs.with_lookups(warehouse, family, inputs.records(warehouse, family, key), lookups)
         used = {u: (family.tasks[u], inputs.answers(warehouse, family, u, key)) for u in task.spec.uses}
-        columns = {f"{family.spec.context[n].alias(n)}__{c}": f"{family.spec.context[n].alias(n)}.{c}"
-                   for n in lookups for c in family.spec.context[n].columns}
+        columns = inputs.item_names(family, lookups)
         items = build_items(task, base, list(family.record.fields), columns, used)
         if getattr(task.spec, "retrieval", None) is not None:
             docs = retrieve(warehouse, family, task, items)

@@ -28,7 +28,7 @@ from resources.expressions import Condition, ConditionError, compile_condition
 from resources.providers.definition import TaskDefinition
 from resources.providers.tasks import FROM_TRAINING_DATA, ClassifyTask, DraftTask
 
-from .spec import SEVERITY, WorkflowSpec, validation_problems
+from .spec import WorkflowSpec, validation_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("ingestion", "models", "enrichment", "governance", "kpis")
@@ -181,10 +181,6 @@ class Family:
     def value_types(self) -> dict[str, str]:
         """Every name a CEL condition may read (record fields, lookups, answers) -> its type."""
         return _value_types(self.spec, self.tasks)
-
-    @property
-    def severity(self) -> dict[str, int]:
-        return SEVERITY
 
 
 def _value_types(spec: WorkflowSpec, tasks: Mapping[str, TaskDefinition]) -> dict[str, str]:

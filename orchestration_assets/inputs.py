@@ -24,6 +24,23 @@ def answers(warehouse: Warehouse, family: Family, task: str, partition: str) -> 
     return df if len(df.columns) else pd.DataFrame(columns=["record_id", "input_hash"])
 
 
+def whole_table(warehouse: Warehouse, family: Family, asset: str) -> pd.DataFrame:
+    """Every partition of one of the family's tables (an empty frame before its first materialization)."""
+    table = family.table(asset)
+    if not warehouse.has_table(table):
+        return pd.DataFrame(columns=["record_id"])
+    return warehouse.read_table(table).drop(columns=["_partition"], errors="ignore")
+
+
+def item_names(family: Family, lookups: Iterable[str]) -> dict[str, str]:
+    """Joined lookup columns (``<alias>__<column>``) -> the names tasks read (``<alias>.<column>``)."""
+    out = {}
+    for name in lookups:
+        alias = family.spec.context[name].alias(name)
+        out.update({f"{alias}__{c}": f"{alias}.{c}" for c in family.spec.context[name].columns})
+    return out
+
+
 def lookup_table(warehouse: Warehouse, family: Family, name: str) -> pd.DataFrame:
     """The lookup's materialized table; read from its source when it was never materialized."""
     table = family.table(name)

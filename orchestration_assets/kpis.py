@@ -11,13 +11,9 @@ from .core.dispatch import backlog_stats, kpi_review as compute_kpi_review
 from .core.kpis import headline, kpi_by_model_version, kpi_daily, promotions_per_week
 from .core.review import read_review_decisions
 from .family import Family
+from .inputs import whole_table
 from .ui_metadata import numeric, preview_md
 
-
-def _read(warehouse: Warehouse, family: Family, asset: str) -> pd.DataFrame:
-    table = family.table(asset)
-    return warehouse.read_table(table).drop(columns=["_partition"], errors="ignore") if warehouse.has_table(table) \
-        else pd.DataFrame(columns=["record_id"])
 
 
 def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
@@ -32,7 +28,7 @@ def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Daily KPIs by model version; one row per (day, model version): throughput, automation / "
                           "review / escalation / failure rates, cost per record and per task, p50/p95 latency per task.")
     def daily(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-        df = kpi_daily(_read(warehouse, family, "routing_decisions"), _read(warehouse, family, "enriched_records"), tasks)
+        df = kpi_daily(whole_table(warehouse, family, "routing_decisions"), whole_table(warehouse, family, "enriched_records"), tasks)
         return dg.Output(df, metadata={
             "dagster/row_count": len(df),
             **numeric(headline(df, tasks)),
@@ -47,7 +43,7 @@ def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
     def by_version(warehouse: Warehouse, registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
         reg = registry.get()
         history = reg.history(family=family.name, task=model_task.name)
-        df = kpi_by_model_version(_read(warehouse, family, "enriched_records"), model_task.name,
+        df = kpi_by_model_version(whole_table(warehouse, family, "enriched_records"), model_task.name,
                                   family.truth_field(model_task.name), read_review_decisions(warehouse, family.name),
                                   family.spec.review.relabel_task, history)
         champion = reg.champion(family.name, model_task.name) if model_task.type == "classify" else None
@@ -69,10 +65,10 @@ def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Review burden and time to resolution, one row per UTC day: decisions, reviewer-hours, items "
                           "per reviewer-hour, outputs dispatched and time from the record to its dispatch (p50/p95).")
     def review(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-        dispatched = _read(warehouse, family, "dispatches")
+        dispatched = whole_table(warehouse, family, "dispatches")
         df = compute_kpi_review(read_review_decisions(warehouse, family.name),
                                 dispatched if "delivered_at" in dispatched else pd.DataFrame())
-        stats = backlog_stats(_read(warehouse, family, "review_queue"))
+        stats = backlog_stats(whole_table(warehouse, family, "review_queue"))
         latest = df.iloc[-1].to_dict() if len(df) else {}
         total_rh = int(df["reviewer_hours"].sum()) if len(df) else 0
         return dg.Output(df, metadata={

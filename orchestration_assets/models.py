@@ -51,8 +51,7 @@ def draft_items_for(family: Family, draft: TaskDefinition, label_task: TaskDefin
     rows["input_hash"] = ""
     lookups = inputs.lookups_for(family, draft)
     rows = inputs.with_lookups(warehouse, family, rows, lookups)
-    columns = {f"{family.spec.context[n].alias(n)}__{c}": f"{family.spec.context[n].alias(n)}.{c}"
-               for n in lookups for c in family.spec.context[n].columns}
+    columns = inputs.item_names(family, lookups)
 
     def items_for(labels: Sequence[str | None]) -> list[Item]:
         answers = pd.DataFrame({"record_id": rows["record_id"], label_task.name: list(labels),

@@ -28,6 +28,7 @@ from .core.review import (
     review_queue,
 )
 from .family import Family
+from .inputs import whole_table
 from .ui_metadata import counts_md, numeric, preview_md
 
 OLDEST_SHOWN = 15
@@ -43,11 +44,6 @@ class ReviewDecisionConfig(dg.Config):
     corrected_label: Optional[str] = None  # required for relabel
     note: str = ""
 
-
-def _read(warehouse: Warehouse, family: Family, asset: str) -> pd.DataFrame:
-    table = family.table(asset)
-    return warehouse.read_table(table).drop(columns=["_partition"], errors="ignore") if warehouse.has_table(table) \
-        else pd.DataFrame(columns=["record_id"])
 
 
 def review_assets(family: Family) -> list[dg.AssetsDefinition]:
@@ -90,8 +86,8 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Items waiting for a reviewer, oldest first: one row per human_review / escalate "
                           "record not yet decided, with its answers, reasons, model version and age.")
     def queue(warehouse: Warehouse) -> dg.MaterializeResult:
-        q = review_queue(family, _read(warehouse, family, "routing_decisions"),
-                         _read(warehouse, family, "enriched_records"), read_review_decisions(warehouse, family.name))
+        q = review_queue(family, whole_table(warehouse, family, "routing_decisions"),
+                         whole_table(warehouse, family, "enriched_records"), read_review_decisions(warehouse, family.name))
         stats = backlog_stats(q)
         warehouse.replace_table(family.table("review_queue"), q)
         return dg.MaterializeResult(metadata={
@@ -107,7 +103,7 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Training rows from human review, one per decided record: relabels carry the "
                           "corrected label, approvals confirm the model's; the classifier retrains on them.")
     def feedback(warehouse: Warehouse) -> dg.MaterializeResult:
-        df = feedback_rows(family, read_review_decisions(warehouse, family.name), _read(warehouse, family, "enriched_records"))
+        df = feedback_rows(family, read_review_decisions(warehouse, family.name), whole_table(warehouse, family, "enriched_records"))
         warehouse.replace_table(family.table("review_feedback"), df)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(df),
@@ -123,8 +119,8 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
     def dispatches(context: dg.AssetExecutionContext, warehouse: Warehouse, outbox: Outbox) -> dg.MaterializeResult:
         dispatch = family.spec.dispatch
         webhook = os.getenv(dispatch.webhook_url_env, "") if dispatch.webhook_url_env else ""
-        candidates = dispatch_candidates(family, _read(warehouse, family, "routing_decisions"),
-                                         _read(warehouse, family, "enriched_records"),
+        candidates = dispatch_candidates(family, whole_table(warehouse, family, "routing_decisions"),
+                                         whole_table(warehouse, family, "enriched_records"),
                                          read_review_decisions(warehouse, family.name))
         report = outbox.dispatcher(warehouse, family.name, dispatch.folder, webhook).deliver(candidates, run_id=context.run_id)
         if report.failed:

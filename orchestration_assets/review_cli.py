@@ -18,12 +18,11 @@ import re
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from resources.warehouse import Warehouse
 
 from .core.review import ReviewDecision, ReviewError, read_review_decisions, record_decision, review_queue
 from .family import SpecError
+from .inputs import whole_table
 from .loading import find_family
 
 # terminal control sequences in record text must not reach the reviewer's terminal
@@ -40,14 +39,9 @@ def _warehouse(args: argparse.Namespace) -> Warehouse:
     return Warehouse(url=args.warehouse_url or os.getenv("WAREHOUSE_URL", ""))
 
 
-def _table(wh: Warehouse, family, asset: str) -> pd.DataFrame:
-    table = family.table(asset)
-    return wh.read_table(table) if wh.has_table(table) else pd.DataFrame(columns=["record_id"])
-
-
 def cmd_queue(args: argparse.Namespace) -> int:
     wh, family = _warehouse(args), find_family(args.family, args.defs)
-    queue = review_queue(family, _table(wh, family, "routing_decisions"), _table(wh, family, "enriched_records"),
+    queue = review_queue(family, whole_table(wh, family, "routing_decisions"), whole_table(wh, family, "enriched_records"),
                          read_review_decisions(wh, family.name)).head(args.limit)
     if args.json:
         rows = queue.astype(object).where(queue.notna(), None).to_dict(orient="records")

@@ -14,9 +14,6 @@ from resources.injection import find_injection_phrases
 from resources.providers.definition import TaskDefinition
 from resources.redaction import find_pii, redact
 
-VIOLATIONS = ("pii_in_output", "injection_echo", "no_citation", "too_short", "too_long")
-
-
 def echoed_injection_phrases(output: str, source_text: str) -> list[str]:
     """Injection phrases of the source text that the output repeats."""
     if not output or not source_text:

@@ -56,9 +56,6 @@ class Item:
     documents: Sequence[Document] = ()
     input_hash: str = ""
 
-    def text_of(self, names: Sequence[str]) -> dict[str, str]:
-        return {n: "" if self.fields.get(n) is None else str(self.fields.get(n)) for n in names}
-
 
 PROVENANCE_FIELDS = (
     "provider",
@@ -131,15 +128,3 @@ def error_result(task: "TaskDefinition", item: Item, provider: str, error: str, 
         attempts=extra.pop("attempts", 1), path=extra.pop("path", "primary"), redactions=extra.pop("redactions", 0),
         error=error,
     )
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"lookup": {"column": 1}}`` -> ``{"lookup.column": 1}`` (one level deep is all we use)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
