@@ -13,7 +13,7 @@ import yaml
 
 from orchestration_assets.family import Family
 from orchestration_assets.loading import family_definitions
-from tests.workflow import copy_batch, inbox_of, run_workflow, sample_files, temp_resources
+from tests.workflow import copy_batch, inbox_of, run_workflow, sample_files, temp_resources, user_project
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parent.parent
@@ -40,16 +40,7 @@ def dg(project: Path, *args: str) -> subprocess.CompletedProcess:
 def project(tmp_path) -> Path:
     """A user's own dg project that uses the platform's component."""
     root = tmp_path / "userproj"
-    (root / "userproj" / "defs").mkdir(parents=True)
-    (root / "userproj" / "__init__.py").write_text("")
-    (root / "pyproject.toml").write_text(
-        '[project]\nname = "userproj"\nversion = "0.1"\n[tool.dg]\ndirectory_type = "project"\n'
-        '[tool.dg.project]\nroot_module = "userproj"\nregistry_modules = ["orchestration_assets.components"]\n')
-    (root / "userproj" / "definitions.py").write_text(
-        "from pathlib import Path\nimport dagster as dg\nfrom orchestration_assets.platform import platform_defs\n\n"
-        "@dg.definitions\ndef defs():\n"
-        "    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(__file__).parent),\n"
-        "                                platform_defs())\n")
+    user_project(root)
     return root
 
 

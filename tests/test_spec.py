@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from orchestration_assets.family import Family, SpecError
-from tests.workflow import DEFS
+from tests.workflow import DEFS, user_project
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,15 +118,7 @@ def test_invalid_yaml_names_the_line(tmp_path):
 def test_dg_check_defs_reports_a_broken_family_with_file_key_and_reason(tmp_path):
     """The code location's own loader (Dagster components) shows the same message."""
     project = tmp_path / "proj"
-    (project / "userproj" / "defs").mkdir(parents=True)
-    (project / "userproj" / "__init__.py").write_text("")
-    (project / "pyproject.toml").write_text(
-        '[project]\nname = "userproj"\nversion = "0.1"\n[tool.dg]\ndirectory_type = "project"\n'
-        '[tool.dg.project]\nroot_module = "userproj"\nregistry_modules = ["orchestration_assets.components"]\n')
-    (project / "userproj" / "definitions.py").write_text(
-        "from pathlib import Path\nimport dagster as dg\n\n@dg.definitions\ndef defs():\n"
-        "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n")
-    folder = project / "userproj" / "defs" / "broken"
+    folder = user_project(project) / "broken"
     shutil.copytree(DEFS / "support_triage", folder)
     text = (folder / "defs.yaml").read_text().replace("label_column: labelled_category", "label_column: topik")
     (folder / "defs.yaml").write_text(text)

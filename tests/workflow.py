@@ -99,3 +99,18 @@ def check_results(result) -> dict[tuple[str, str], object]:
             ev = event.event_specific_data
             out[(ev.asset_key.to_user_string(), ev.check_name)] = ev
     return out
+
+
+def user_project(root: Path) -> Path:
+    """A user's own dg project that uses the platform's component and resources; returns its defs folder."""
+    (root / "userproj" / "defs").mkdir(parents=True)
+    (root / "userproj" / "__init__.py").write_text("")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "userproj"\nversion = "0.1"\n[tool.dg]\ndirectory_type = "project"\n'
+        '[tool.dg.project]\nroot_module = "userproj"\nregistry_modules = ["orchestration_assets.components"]\n')
+    (root / "userproj" / "definitions.py").write_text(
+        "from pathlib import Path\nimport dagster as dg\nfrom orchestration_assets.platform import platform_defs\n\n"
+        "@dg.definitions\ndef defs():\n"
+        "    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(__file__).parent),\n"
+        "                                platform_defs())\n")
+    return root / "userproj" / "defs"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from random import Random
 from typing import Any, Sequence
 
-from scripts.inbox_manifest import Malformed
+from scripts.inbox_manifest import Malformed, csv_text
 
 from .bank import Bank
 from .context import Account
@@ -120,19 +120,12 @@ def build_inbox_batch(
 
 def inbox_file_text(name: str, records: Sequence[Record]) -> str:
     """A batch file: CSV with a header, or one JSON object per line; raw lines are written as they are."""
-    buf = io.StringIO()
     if name.endswith(".csv"):
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(TICKET_COLUMNS)
-        for rec in records:
-            if isinstance(rec, str):
-                buf.write(rec + "\n")
-            else:
-                writer.writerow(["" if rec.get(c) is None else rec[c] for c in TICKET_COLUMNS])
-    else:
-        for rec in records:
-            if isinstance(rec, str):
-                buf.write(rec + "\n")
-            else:
-                buf.write(json.dumps({c: rec[c] for c in TICKET_COLUMNS if c in rec}, ensure_ascii=False) + "\n")
+        return csv_text(TICKET_COLUMNS, records)
+    buf = io.StringIO()
+    for rec in records:
+        if isinstance(rec, str):
+            buf.write(rec + "\n")
+        else:
+            buf.write(json.dumps({c: rec[c] for c in TICKET_COLUMNS if c in rec}, ensure_ascii=False) + "\n")
     return buf.getvalue()
