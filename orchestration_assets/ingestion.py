@@ -1,5 +1,7 @@
 """Ingestion assets of a family: its batches (valid and quarantined records) and its context lookups."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -7,9 +9,10 @@ from resources.sources import Inbox
 from resources.warehouse import PARTITION_COLUMN, Warehouse
 
 from .core.lookups import read_lookup
-from .core.records import parse_file, quarantine_ids_seen_elsewhere
+from .core.records import BatchFileError, ParseResult, parse_file, quarantine_ids_seen_elsewhere
 from .family import Family
 from .partitions import batches
+from .spec import WorkflowSpec
 from .ui_metadata import column_schema, counts_md, preview_md
 
 _SCHEMA_TYPES = {"string": "string", "email": "string (e-mail)", "timestamp": "timestamp (UTC)",
@@ -26,6 +29,22 @@ def raw_schema(family: Family) -> dg.TableSchema:
 
 def inbox_folder(family: Family, inbox: Inbox):
     return inbox.folder(family.name, family.spec.source.inbox)
+
+
+def read_batch(path: Path, spec: WorkflowSpec) -> ParseResult:
+    """The parsed batch file; a file that is not text of its format fails the run with the file's reason, once."""
+    try:
+        return parse_file(path, spec.record, spec.source.formats)
+    except BatchFileError as exc:
+        # retrying cannot change the file's bytes; the reason says what to export instead
+        raise dg.Failure(description=str(exc), metadata={"source_file": dg.MetadataValue.path(str(path))},
+                         allow_retries=False) from None
+
+
+def timestamp_reading(spec: WorkflowSpec) -> str:
+    ts = spec.record.timestamps
+    order = ts.date_order or "not declared (a date that reads both ways is quarantined)"
+    return f"times without an offset read in {ts.timezone}; day/month order {order}; years {ts.min_year}-{ts.max_year}"
 
 
 def batch_asset(family: Family) -> dg.AssetsDefinition:
@@ -62,8 +81,8 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
     )
     def batch(context: dg.AssetExecutionContext, inbox: Inbox, warehouse: Warehouse):
         key = context.partition_key
-        path = inbox.file_for(inbox_folder(family, inbox), key)
-        parsed = parse_file(path, spec.record, spec.source.formats)
+        path = inbox.file_for(inbox_folder(family, inbox), key, context.run.tags)  # refuses content the run was not launched for
+        parsed = read_batch(path, spec)
         # a record id already ingested from another batch would be enriched (and paid for) twice
         table = family.table("raw_records")
         seen: dict[str, str] = {}
@@ -76,6 +95,9 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
         quarantined = parsed.quarantined
         for err in parsed.file_errors:
             context.log.warning(err)
+        if parsed.naive_timestamps:
+            context.log.info(f"{path.name}: {parsed.naive_timestamps} timestamp(s) without a UTC offset "
+                             f"read in {spec.record.timestamps.timezone}")
         if len(quarantined):
             first = quarantined.iloc[0]
             context.log.warning(f"{path.name}: {len(quarantined)} of {parsed.rows_in} rows quarantined; "
@@ -92,6 +114,8 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
             "rows_quarantined": len(quarantined),
             "dagster/row_count": len(records),
             "file_errors": dg.MetadataValue.text("; ".join(parsed.file_errors) or "none"),
+            "naive_timestamps": parsed.naive_timestamps,
+            "timestamp_reading": dg.MetadataValue.text(timestamp_reading(spec)),
             "preview": preview_md(records, preview),
         })
         yield dg.Output(quarantined, output_name="quarantined_records", metadata={

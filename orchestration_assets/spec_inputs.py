@@ -7,11 +7,15 @@ lookups read.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from resources.providers.tasks import IDENTIFIER, Strict
+
+# the id is a column of the audit log and the ledgers, whose columns hold 64 characters
+MAX_ID_LENGTH = 64
 
 RecordFieldType = Literal["string", "integer", "number", "boolean", "timestamp", "email"]
 
@@ -65,6 +69,31 @@ class FieldSpec(Strict):
         return self
 
 
+class TimestampSpec(Strict):
+    """How the record's timestamp values are read: one declared reading, never a guess per row."""
+
+    date_order: Literal["day_first", "month_first"] | None = Field(
+        None, description="order of 03/04/2026-style dates; none = a date that reads both ways is quarantined")
+    timezone: str = Field("UTC", description="IANA timezone of a time written without an offset")
+    min_year: int = Field(1970, ge=1, le=9999, description="earliest year accepted")
+    max_year: int = Field(2100, ge=1, le=9999, description="latest year accepted")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones
+            raise ValueError(f"{v!r} is not an IANA timezone name such as UTC or Europe/Berlin") from None
+        return v
+
+    @model_validator(mode="after")
+    def _years(self) -> "TimestampSpec":
+        if self.min_year > self.max_year:
+            raise ValueError(f"min_year: {self.min_year} is after max_year {self.max_year}")
+        return self
+
+
 class RecordSpec(Strict):
     """What one input record is: its fields, its id, its timestamp and the text models read."""
 
@@ -73,6 +102,7 @@ class RecordSpec(Strict):
     text: list[str] = Field(..., min_length=1, description="fields joined into the text models read")
     fields: dict[str, FieldSpec] = Field(..., min_length=1)
     columns: dict[str, str] = Field(default_factory=dict, description="source column name -> field")
+    timestamps: TimestampSpec = TimestampSpec()
 
     @field_validator("fields")
     @classmethod
@@ -86,6 +116,8 @@ class RecordSpec(Strict):
             problems.append(f"id: {self.id!r} is not one of the fields")
         elif not self.fields[self.id].required:
             problems.append(f"id: the id field {self.id!r} must be required: true")
+        elif (self.fields[self.id].max_length or 0) > MAX_ID_LENGTH:
+            problems.append(f"fields.{self.id}.max_length: an id holds at most {MAX_ID_LENGTH} characters")
         if self.timestamp is not None:
             if self.timestamp not in self.fields:
                 problems.append(f"timestamp: {self.timestamp!r} is not one of the fields")

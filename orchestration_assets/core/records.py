@@ -4,13 +4,13 @@ Every data row of a file ends either in ``records`` (valid, normalised, named by
 fields) or in ``quarantined`` with the file, the row number, the field(s) at fault and a reason,
 so ``rows_in == len(records) + len(quarantined)`` always holds. Source columns are matched to
 fields by the spec's ``columns`` mapping (source name -> field), then by field name, ignoring case
-and surrounding spaces: a helpdesk export never uses our names.
+and surrounding spaces: a helpdesk export never uses our names. How a file's bytes become rows
+(encoding, format, header) is :mod:`.record_files`; how a timestamp is read, :mod:`.timestamps`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -21,7 +21,9 @@ import pandas as pd
 
 from resources.providers.base import content_hash
 
-from ..spec_inputs import FieldSpec, RecordSpec
+from ..spec_inputs import MAX_ID_LENGTH, FieldSpec, RecordSpec
+from .record_files import BatchFileError, Problem, csv_rows, decode, jsonl_rows
+from .timestamps import read_timestamp
 
 SUFFIXES = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
 QUARANTINE_COLUMNS = ["source_file", "source_row", "record_id", "field", "reason", "raw_record"]
@@ -29,6 +31,9 @@ EXTRA_COLUMNS = ["record_id", "source_file", "source_row", "input_hash"]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f"}
 MAX_RAW_CHARS = 2000
+# control characters but tab, newline, carriage return and NEL (a line break, like U+2028): PostgreSQL
+# refuses NUL in text, and the others are binary debris, never meant in an id or a message
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x84\x86-\x9f]")
 
 
 @dataclass
@@ -38,6 +43,7 @@ class ParseResult:
     quarantined: pd.DataFrame
     rows_in: int
     file_errors: list[str] = field(default_factory=list)
+    naive_timestamps: int = 0  # valid records' timestamps written without an offset, read in record.timestamps.timezone
 
     @property
     def rows_ok(self) -> int:
@@ -46,16 +52,6 @@ class ParseResult:
     @property
     def rows_quarantined(self) -> int:
         return len(self.quarantined)
-
-
-@dataclass
-class _Problem:
-    field: str
-    reason: str
-
-
-class BatchFileError(ValueError):
-    """The file as a whole cannot be read (unsupported type, unreadable)."""
 
 
 def suffixes(formats: Iterable[str]) -> tuple[str, ...]:
@@ -72,25 +68,26 @@ def parse_file(path: str | Path, spec: RecordSpec, formats: Iterable[str] = ("cs
 
 
 def parse_bytes(raw: bytes, source_file: str, spec: RecordSpec) -> ParseResult:
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    text = raw.decode("utf-8", errors="surrogateescape")
+    """Raises BatchFileError when the bytes are not text of the file's format at all."""
+    text = decode(raw, source_file)
     resolve = _column_resolver(spec)
     if source_file.lower().endswith(".csv"):
-        rows, file_errors = _csv_rows(text, source_file, spec, resolve)
+        rows, file_errors = csv_rows(text, source_file, spec, resolve)
     else:
-        rows, file_errors = _jsonl_rows(text, source_file, resolve)
+        rows, file_errors = jsonl_rows(text, source_file, resolve)
 
     good: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     first_seen: dict[str, int] = {}
+    naive_total = 0
     for row_no, record, problems in rows:
+        naive = 0
         if not problems:
-            normalised, problems = validate(record, spec)
+            normalised, problems, naive = validate(record, spec)
         if not problems:
             rid = normalised[spec.id]
             if rid in first_seen:
-                problems = [_Problem(spec.id, f"duplicate {spec.id} {rid!r} (first seen at row {first_seen[rid]})")]
+                problems = [Problem(spec.id, f"duplicate {spec.id} {rid!r} (first seen at row {first_seen[rid]})")]
             else:
                 first_seen[rid] = row_no
         if problems:
@@ -101,7 +98,9 @@ def parse_bytes(raw: bytes, source_file: str, spec: RecordSpec) -> ParseResult:
                 input_hash=content_hash(normalised[spec.id], *(normalised.get(f) or "" for f in spec.text)),
             )
             good.append(normalised)
-    return ParseResult(source_file, records_frame(good, spec), quarantine_frame(bad), len(rows), file_errors)
+            naive_total += naive
+    return ParseResult(source_file, records_frame(good, spec), quarantine_frame(bad), len(rows), file_errors,
+                       naive_total)
 
 
 def records_frame(rows: list[dict[str, Any]], spec: RecordSpec) -> pd.DataFrame:
@@ -136,143 +135,102 @@ def _column_resolver(spec: RecordSpec):
     return resolve
 
 
-def _csv_rows(text: str, source_file: str, spec: RecordSpec, resolve) -> tuple[list[tuple[int, Any, list[_Problem]]], list[str]]:
-    if not text.strip():
-        return [], [f"{source_file}: file is empty"]
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except csv.Error as exc:
-        return [], [f"{source_file}: unreadable CSV header: {exc}"]
-    names = [resolve(h) for h in header]
-    missing = [f for f, fs in spec.fields.items() if fs.required and f not in names]
-    rows: list[tuple[int, Any, list[_Problem]]] = []
-    row_no = 0
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            row_no += 1
-            rows.append((row_no, None, [_Problem("<row>", f"unreadable CSV row: {exc}")]))
-            continue
-        if not values or all(not v.strip() for v in values):
-            continue  # a blank line is not a data row
-        row_no += 1
-        record = {n: v for n, v in zip(names, values) if n is not None}
-        if len(values) != len(header):
-            rows.append((row_no, dict(zip(header, values)),
-                         [_Problem("<row>", f"expected {len(header)} fields, found {len(values)}")]))
-            continue
-        rows.append((row_no, record, [_Problem(f, "column missing from the file's header") for f in missing]))
-    errors = [f"{source_file}: header lacks required column(s) {missing}"] if missing else []
-    return rows, errors
-
-
-def _jsonl_rows(text: str, source_file: str, resolve) -> tuple[list[tuple[int, Any, list[_Problem]]], list[str]]:
-    if not text.strip():
-        return [], [f"{source_file}: file is empty"]
-    rows: list[tuple[int, Any, list[_Problem]]] = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            rows.append((line_no, line, [_Problem("<line>", f"invalid JSON: {exc.msg} at column {exc.colno}")]))
-            continue
-        if not isinstance(obj, dict):
-            rows.append((line_no, obj, [_Problem("<line>", f"expected a JSON object, got {type(obj).__name__}")]))
-            continue
-        record: dict[str, Any] = {}
-        for key, value in obj.items():
-            name = resolve(key)
-            if name is not None:
-                record[name] = value
-        rows.append((line_no, record, []))
-    return rows, []
-
-
 def _has_bad_bytes(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-def validate(record: dict[str, Any], spec: RecordSpec) -> tuple[dict[str, Any], list[_Problem]]:
-    """The record's fields normalised and typed, and what is wrong with them."""
-    problems: list[_Problem] = []
+def _control_character(text: str) -> str | None:
+    m = _CONTROL.search(text)
+    if m is None:
+        return None
+    return f"contains the control character U+{ord(m.group()):04X} at position {m.start() + 1}; remove it"
+
+
+def validate(record: dict[str, Any], spec: RecordSpec) -> tuple[dict[str, Any], list[Problem], int]:
+    """The record's fields normalised and typed, what is wrong with them, and how many timestamps had no offset."""
+    problems: list[Problem] = []
     out: dict[str, Any] = {}
+    naive = 0
     for name, f in spec.fields.items():
         value = record.get(name)
         if value is None or (isinstance(value, float) and pd.isna(value)):
             out[name] = None
         elif isinstance(value, (dict, list)):
-            problems.append(_Problem(name, f"expected a value, got {type(value).__name__}"))
+            problems.append(Problem(name, f"expected a value, got {type(value).__name__}"))
             continue
         else:
             text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
             if _has_bad_bytes(text):
-                problems.append(_Problem(name, "invalid UTF-8 byte sequence"))
+                problems.append(Problem(name, "invalid UTF-8 byte sequence"))
+                continue
+            control = _control_character(text)
+            if control:
+                problems.append(Problem(name, control))
                 continue
             text = text.strip()
             out[name] = text.lower() if f.normalize == "lower" else text.upper() if f.normalize == "upper" else text
             out[name] = out[name] or None
         if out[name] is None:
             if f.required:
-                problems.append(_Problem(name, "required field is missing or empty"))
+                problems.append(Problem(name, "required field is missing or empty"))
+            continue
+        if name == spec.id and len(out[name]) > MAX_ID_LENGTH:
+            problems.append(Problem(name, f"{name} has {len(out[name])} characters; an id holds at most "
+                                          f"{MAX_ID_LENGTH} (the platform's audit and ledger columns)"))
+            continue
+        if f.type == "timestamp":
+            read = read_timestamp(out[name], spec.timestamps)
+            out[name] = read.value
+            naive += read.naive
+            if read.problem:
+                problems.append(Problem(name, read.problem))
             continue
         problem = _check_value(name, f, out)
         if problem:
             problems.append(problem)
-    return out, problems
+    return out, problems, naive
 
 
-def _check_value(name: str, f: FieldSpec, out: dict[str, Any]) -> _Problem | None:
+def _check_value(name: str, f: FieldSpec, out: dict[str, Any]) -> Problem | None:
     value = out[name]
-    if f.type == "timestamp":
-        ts = pd.to_datetime(value, utc=True, errors="coerce", format="ISO8601")
-        if pd.isna(ts):
-            ts = pd.to_datetime(value, utc=True, errors="coerce", format="mixed")
-        if pd.isna(ts):
-            return _Problem(name, f"unparseable timestamp {value!r}")
-        out[name] = ts
-        return None
     if f.type in ("integer", "number"):
         try:
             num = float(value.replace(",", "")) if isinstance(value, str) else float(value)
         except ValueError:
-            return _Problem(name, f"{value!r} is not a number")
+            return Problem(name, f"{value!r} is not a number")
         if f.type == "integer" and not num.is_integer():
-            return _Problem(name, f"{value!r} is not a whole number")
+            return Problem(name, f"{value!r} is not a whole number")
         out[name] = int(num) if f.type == "integer" else num
         return None
     if f.type == "boolean":
         low = str(value).lower()
         if low not in _TRUE | _FALSE:
-            return _Problem(name, f"{value!r} is not true or false")
+            return Problem(name, f"{value!r} is not true or false")
         out[name] = low in _TRUE
         return None
     if f.type == "email" and not _EMAIL.match(value):
-        return _Problem(name, f"{value!r} is not an e-mail address")
+        return Problem(name, f"{value!r} is not an e-mail address")
     if f.values is not None and value not in f.values:
-        return _Problem(name, f"{value!r} is not one of {', '.join(f.values)}")
+        return Problem(name, f"{value!r} is not one of {', '.join(f.values)}")
     if f.pattern is not None and not re.fullmatch(f.pattern, value):
-        return _Problem(name, f"{value!r} does not match the pattern {f.pattern}")
+        return Problem(name, f"{value!r} does not match the pattern {f.pattern}")
     if f.min_length is not None and len(value) < f.min_length:
-        return _Problem(name, f"{name} has {len(value)} characters; at least {f.min_length} required")
+        return Problem(name, f"{name} has {len(value)} characters; at least {f.min_length} required")
     if f.max_length is not None and len(value) > f.max_length:
-        return _Problem(name, f"{name} has {len(value)} characters; at most {f.max_length} allowed")
+        return Problem(name, f"{name} has {len(value)} characters; at most {f.max_length} allowed")
     return None
 
 
-def _quarantine_row(source_file: str, row_no: int, record: Any, problems: list[_Problem], id_field: str) -> dict[str, Any]:
+def _quarantine_row(source_file: str, row_no: int, record: Any, problems: list[Problem], id_field: str) -> dict[str, Any]:
     record_id = None
     if isinstance(record, dict):
-        rid = record.get(id_field)
-        if isinstance(rid, (str, int)) and str(rid).strip() and not _has_bad_bytes(str(rid)):
-            record_id = str(rid).strip()
+        rid = str(record.get(id_field) if isinstance(record.get(id_field), (str, int)) else "").strip()
+        # only an id the platform's tables can hold names the row; the raw record shows the rest
+        if rid and len(rid) <= MAX_ID_LENGTH and not _has_bad_bytes(rid) and not _CONTROL.search(rid):
+            record_id = rid
     raw = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
     raw = raw.encode("utf-8", errors="replace").decode("utf-8", errors="replace")
+    raw = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", raw)
     if len(raw) > MAX_RAW_CHARS:
         raw = raw[:MAX_RAW_CHARS] + "…"
     return {
@@ -307,10 +265,8 @@ def quarantine_ids_seen_elsewhere(result: ParseResult, seen: dict[str, str], id_
         for r in result.records[dup].to_dict(orient="records")
     ])
     quarantined = pd.concat([result.quarantined, extra], ignore_index=True)
-    return ParseResult(
-        result.source_file,
-        result.records[~dup].reset_index(drop=True),
-        quarantined.sort_values("source_row", kind="stable").reset_index(drop=True),
-        result.rows_in,
-        result.file_errors,
+    return dataclasses.replace(
+        result,
+        records=result.records[~dup].reset_index(drop=True),
+        quarantined=quarantined.sort_values("source_row", kind="stable").reset_index(drop=True),
     )
