@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from resources.audit import natural_key, read_audit, record_events
+from resources.audit import natural_key, read_audit, record_changes
 from resources.warehouse import Warehouse
 
 from . import inputs
@@ -13,6 +13,8 @@ from .partitions import batches
 from .ui_metadata import counts_md, numeric, preview_md
 
 PROVENANCE = ["status", "model_version", "model_versions", "prompt_version", "input_hash"]
+# what a routing decision is, for the audit log: a re-run that leaves these alone adds no row
+ROUTING_STATE = ("decision", "model_version", "prompt_version", "policy_version")
 
 
 def decision_columns(family: Family) -> list[str]:
@@ -72,7 +74,7 @@ def routing_asset(family: Family) -> dg.AssetsDefinition:
 
 
 def routing_audit_events(family: Family, decisions: pd.DataFrame, code_version: str, partition: str) -> pd.DataFrame:
-    """One ``routing_decision`` audit event per decision; its natural key covers what decided it."""
+    """One ``routing_decision`` audit event per decision; its natural key is the decision and what made it."""
     events = pd.DataFrame({
         "family": family.name,
         "event_type": "routing_decision",
@@ -92,9 +94,8 @@ def routing_audit_events(family: Family, decisions: pd.DataFrame, code_version: 
     })
     if len(events):
         events["natural_key"] = [
-            natural_key(family.name, "routing_decision", r.record_id, r.decision, sorted(r.reasons), r.model_version,
-                        r.prompt_version, r.policy_version, r.input_hash)
-            for r in events.itertuples(index=False)
+            natural_key(family.name, "routing_decision", r["record_id"], *(r[c] for c in ROUTING_STATE))
+            for r in events.to_dict(orient="records")
         ]
     return events
 
@@ -106,20 +107,20 @@ def audit_asset(family: Family, routing: dg.AssetsDefinition) -> dg.AssetsDefini
         description=(
             "Append-only record of every decision with its lineage (model, prompt and policy versions, input "
             "hash, run); one row per decision event, in the shared `audit_log` table with this family's name.\n\n"
-            "Re-materializing a partition adds nothing for decisions already recorded; the database refuses "
-            "updates and deletes."
+            "Re-materializing a partition adds a row only for a record whose decision, model, prompt or policy "
+            "version changed; the database refuses updates and deletes."
         ),
         deps=[routing.key],
         partitions_def=batches(family),
         kinds={"python", "sql"},
         owners=family.owners,
-        code_version="2",
+        code_version="3",
     )
     def audit_log(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         decisions = inputs.answers(warehouse, family, "routing_decisions", context.partition_key)
         code_version = routing.code_versions_by_key.get(routing.key) or ""
         events = routing_audit_events(family, decisions, code_version, context.partition_key)
-        inserted = record_events(warehouse, events)
+        inserted = record_changes(warehouse, events, ROUTING_STATE)
         total = len(read_audit(warehouse, family=family.name, partition=context.partition_key,
                                event_type="routing_decision"))
         return dg.MaterializeResult(metadata={

@@ -7,17 +7,26 @@ the review-decision sensor then runs the family's dispatch job, which delivers a
 (and the policy's ``auto_send`` ones) through the outbox exactly once per record.
 """
 
+import functools
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import dagster as dg
 import pandas as pd
 
-from resources.audit import record_events
-from resources.outbox import Outbox, read_ledger
+from resources.audit import record_event, record_events
+from resources.outbox import DispatchInterrupted, Outbox, read_ledger
 from resources.warehouse import Warehouse
 
-from .core.dispatch import backlog_stats, dispatch_audit_events, dispatch_candidates, feedback_rows
+from .core.dispatch import (
+    backlog_stats,
+    delivered_outputs,
+    delivery_drift,
+    dispatch_audit_event,
+    dispatch_audit_events,
+    dispatch_candidates,
+    feedback_rows,
+)
 from .core.review import (
     ReviewDecision,
     ReviewError,
@@ -112,38 +121,52 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
             "preview": preview_md(df, ["record_id", "label", "source"]),
         })
 
-    @dg.asset(key=key("dispatches"), kinds={"python", "sql"}, **common,
+    @dg.asset(key=key("dispatches"), kinds={"python", "sql"}, group_name=group, owners=family.owners, code_version="3",
               deps=[key("routing_decisions"), key("enriched_records"), decisions.key],
-              description="What went out, one row per record: auto_send outputs plus human-approved ones, "
-                          "delivered through the outbox exactly once per record.")
+              description="What went out, one row per record, as it was sent: auto_send outputs plus human-approved "
+                          "ones, delivered through the outbox exactly once per record. An output that changed after "
+                          "it went out is counted (changed_after_delivery), never shown as sent.")
     def dispatches(context: dg.AssetExecutionContext, warehouse: Warehouse, outbox: Outbox) -> dg.MaterializeResult:
         dispatch = family.spec.dispatch
         webhook = os.getenv(dispatch.webhook_url_env, "") if dispatch.webhook_url_env else ""
         candidates = dispatch_candidates(family, whole_table(warehouse, family, "routing_decisions"),
                                          whole_table(warehouse, family, "enriched_records"),
                                          read_review_decisions(warehouse, family.name))
-        report = outbox.dispatcher(warehouse, family.name, dispatch.folder, webhook).deliver(candidates, run_id=context.run_id)
+        dispatcher = outbox.dispatcher(warehouse, family.name, dispatch.folder, webhook)
+        run_is_over = ended_runs(context.instance)
+
+        def audit(delivery: dict) -> None:  # as soon as the ledger has it: a crash loses at most the one in flight
+            record_event(warehouse, dispatch_audit_event(family.name, delivery))
+
+        try:
+            report = dispatcher.deliver(candidates, run_id=context.run_id, run_is_over=run_is_over, on_delivered=audit)
+        except DispatchInterrupted as exc:
+            raise dg.Failure(description=str(exc), metadata={"in_doubt_record": exc.record_id}) from None
         if report.failed:
             context.log.error(f"{len(report.failed)} deliveries failed (retried next run): "
                               + "; ".join(f"{k}: {v}" for k, v in list(report.failed.items())[:5]))
         ledger = read_ledger(warehouse.engine, family=family.name)
-        delivered = ledger[ledger["status"] == "delivered"][["record_id", "source", "file_path", "webhook_status",
-                                                              "run_id", "delivered_at", "attempts"]]
-        df = delivered.merge(candidates.drop(columns=["source"]), on="record_id", how="left")
-        ttr = (pd.to_datetime(df["delivered_at"], utc=True, format="ISO8601")
-               - pd.to_datetime(df["record_time"], utc=True, errors="coerce", format="ISO8601")).dt.total_seconds() / 3600
-        df["time_to_resolution_hours"] = ttr.round(3)
+        df = delivered_outputs(family, ledger, candidates)
         warehouse.replace_table(family.table("dispatches"), df)
-        audited = record_events(warehouse, dispatch_audit_events(family.name, df))  # also back-fills after a crash
-        failed = ledger[ledger["status"] == "failed"]
+        audited = record_events(warehouse, dispatch_audit_events(family.name, df))  # back-fills after a crash
+        failed, in_doubt = ledger[ledger["status"] == "failed"], dispatcher.in_doubt(run_is_over)
+        drift = delivery_drift(family, ledger, candidates)
+        if len(in_doubt):
+            context.log.warning(f"{len(in_doubt)} deliveries in doubt (claimed by a dispatcher that did not finish): "
+                                + ", ".join(in_doubt["record_id"].head(20)))
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(df),
-            **numeric({**report.as_metadata(), "pending_retry": len(failed), "audit_events_added": audited}),
+            **numeric({**report.as_metadata(), "pending_retry": len(failed), "in_doubt": len(in_doubt),
+                       "changed_after_delivery": len(drift.changed), "withdrawn_after_delivery": len(drift.withdrawn),
+                       "audit_events_added": audited}),
             "outbox": dg.MetadataValue.text(outbox.describe(family.name, dispatch.folder, webhook)),
             "by_source": counts_md(df["source"].value_counts().to_dict(), "source"),
             "this_run": preview_md(df[df["record_id"].isin(report.delivered + report.recovered)],
                                    ["record_id", "source", "approved_by", "text"]),
             "failures": preview_md(failed, ["record_id", "error", "attempts"]),
+            "in_doubt_records": dg.MetadataValue.text(", ".join(in_doubt["record_id"].head(20))),
+            "held_elsewhere_records": dg.MetadataValue.text(", ".join(report.held[:20])),
+            "changed_after_delivery_records": dg.MetadataValue.text(", ".join(drift.changed[:20])),
         })
 
     return [decisions, queue, feedback, dispatches]
@@ -151,16 +174,35 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
 
 def delivery_check(family: Family) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=dg.AssetKey(family.key("dispatches")), name="no_failed_deliveries",
-                    description="Every cleared output was delivered (none left failed in the ledger).")
-    def no_failed_deliveries(warehouse: Warehouse) -> dg.AssetCheckResult:
+                    description="Every cleared output was delivered: none left failed in the ledger, none in doubt "
+                                "(claimed by a dispatcher that crashed: past its lease, or its run has ended).")
+    def no_failed_deliveries(context: dg.AssetCheckExecutionContext, warehouse: Warehouse,
+                             outbox: Outbox) -> dg.AssetCheckResult:
         failed = read_ledger(warehouse.engine, status="failed", family=family.name)
+        dispatcher = outbox.dispatcher(warehouse, family.name, family.spec.dispatch.folder)
+        in_doubt = dispatcher.in_doubt(ended_runs(context.instance))
         return dg.AssetCheckResult(
-            passed=failed.empty,
+            passed=failed.empty and in_doubt.empty,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"failed": len(failed), "records": dg.MetadataValue.text(", ".join(failed["record_id"].head(20)))},
+            description=f"{len(in_doubt)} in doubt: the next dispatch run retries those still cleared to go out, "
+                        "with the same idempotency key" if len(in_doubt) else None,
+            metadata={"failed": len(failed), "records": dg.MetadataValue.text(", ".join(failed["record_id"].head(20))),
+                      "in_doubt": len(in_doubt),
+                      "in_doubt_records": dg.MetadataValue.text(", ".join(in_doubt["record_id"].head(20)))},
         )
 
     return no_failed_deliveries
+
+
+def ended_runs(instance: dg.DagsterInstance) -> Callable[[str], bool]:
+    """run id -> whether the instance knows that run has ended (a claim it still holds is in doubt)."""
+
+    @functools.lru_cache(maxsize=256)
+    def ended(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and run.is_finished
+
+    return ended
 
 
 def record_decision_job(family: Family):

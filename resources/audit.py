@@ -1,15 +1,17 @@
 """The audit log: one append-only warehouse table of every decision of every family, with its lineage.
 
 Rows carry the family and are keyed by a natural key, so recording the same decision twice (a
-re-materialized partition, a retried run) inserts nothing. The database itself refuses UPDATE and
-DELETE on the table (triggers on SQLite and PostgreSQL), so history cannot be rewritten by accident.
+re-materialized partition, a retried run) inserts nothing; :func:`record_changes` goes further and
+appends an event only when it changes what the log last said about its record. The database
+itself refuses UPDATE and DELETE on the table (triggers on SQLite and PostgreSQL), so history
+cannot be rewritten by accident.
 Every row says which model and prompt version, which policy version and which actor decided.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -42,11 +44,20 @@ audit_table = sa.Table(
 )
 
 COLUMNS = [c.name for c in audit_table.columns if c.name != "audit_id"]
+by_record = sa.Index("ix_audit_log_record", audit_table.c.family, audit_table.c.event_type, audit_table.c.record_id)
+_ready: set[str] = set()  # databases whose table, triggers and index this process has ensured
+
 
 def ensure_audit_table(warehouse: Warehouse) -> None:
-    with warehouse.engine.begin() as conn:
+    # once per process and database: on PostgreSQL the trigger DDL locks the table, and dispatch audits each delivery
+    engine = warehouse.engine
+    with engine.begin() as conn:
+        if str(engine.url) in _ready and sa.inspect(conn).has_table(AUDIT_TABLE):
+            return
         metadata.create_all(conn, tables=[audit_table], checkfirst=True)
         make_append_only(conn, AUDIT_TABLE)
+        by_record.create(conn, checkfirst=True)
+    _ready.add(str(engine.url))
 
 
 def natural_key(family: str | None, event_type: str, record_id: Any, decision: str, *parts: Any) -> str:
@@ -55,32 +66,117 @@ def natural_key(family: str | None, event_type: str, record_id: Any, decision: s
     return f"{family or '-'}:{event_type}:{record_id}:{decision}:{content_hash(*parts)}"
 
 
+REQUIRED = ("event_type", "decision", "actor", "natural_key", "recorded_at")
+
+
 def record_events(warehouse: Warehouse, events: pd.DataFrame) -> int:
     """Append audit events; rows whose ``natural_key`` is already present are skipped. Returns inserted count."""
     if events.empty:
         return 0
     ensure_audit_table(warehouse)
     rows = events.copy()
-    missing = [c for c in ("event_type", "decision", "actor", "natural_key", "recorded_at") if c not in rows]
+    missing = [c for c in REQUIRED if c not in rows]
     if missing:
         raise ValueError(f"audit events lack required column(s) {missing}")
     for col in COLUMNS:
         if col not in rows:
             rows[col] = None
-    rows["reasons"] = rows["reasons"].map(lambda v: json.dumps(list(v) if v is not None else []))
-    rows["details"] = rows["details"].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v, default=str, sort_keys=True))
+    rows["reasons"] = rows["reasons"].map(_reasons_json)
+    rows["details"] = rows["details"].map(_details_json)
     rows = rows.drop_duplicates("natural_key")[COLUMNS]
-    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    return _insert_new(warehouse, rows.astype(object).where(rows.notna(), None).to_dict(orient="records"))
+
+
+def record_event(warehouse: Warehouse, event: Mapping[str, Any]) -> int:
+    """Append one event (a mapping of audit columns) unless its natural key is recorded; returns 0 or 1.
+
+    The cheap path for one event at a time (dispatch audits each delivery as it happens).
+    """
+    missing = [c for c in REQUIRED if event.get(c) is None]
+    if missing:
+        raise ValueError(f"audit event lacks required field(s) {missing}")
+    ensure_audit_table(warehouse)
+    row = {c: _plain(event.get(c)) for c in COLUMNS}
+    row["reasons"], row["details"] = _reasons_json(event.get("reasons")), _details_json(event.get("details"))
+    return _insert_new(warehouse, [row])
+
+
+def _insert_new(warehouse: Warehouse, records: list[dict[str, Any]]) -> int:
+    keys = [r["natural_key"] for r in records]
     with warehouse.engine.begin() as conn:
         existing = set(
-            conn.execute(
-                sa.select(audit_table.c.natural_key).where(audit_table.c.natural_key.in_(rows["natural_key"].tolist()))
-            ).scalars()
-        ) if len(rows) <= 30000 else set(conn.execute(sa.select(audit_table.c.natural_key)).scalars())
+            conn.execute(sa.select(audit_table.c.natural_key).where(audit_table.c.natural_key.in_(keys))).scalars()
+        ) if len(keys) <= 30000 else set(conn.execute(sa.select(audit_table.c.natural_key)).scalars())
         new = [r for r in records if r["natural_key"] not in existing]
         for start in range(0, len(new), 5000):
             conn.execute(sa.insert(audit_table), new[start : start + 5000])
     return len(new)
+
+
+def _reasons_json(v: Any) -> str:
+    return json.dumps(list(v) if v is not None else [])
+
+
+def _details_json(v: Any) -> str | None:
+    return v if v is None or isinstance(v, str) else json.dumps(v, default=str, sort_keys=True)
+
+
+def _plain(v: Any) -> Any:
+    if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)):
+        return None
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+
+
+def record_changes(warehouse: Warehouse, events: pd.DataFrame, state: Sequence[str]) -> int:
+    """Append the events that change what the log last said about their record; returns inserted count.
+
+    An event whose ``state`` columns equal those of the latest event of its (family, event type,
+    record) adds nothing, whatever else differs (run, time, reasons, details). A record that returns
+    to an earlier state is recorded again: its natural key then names the row it follows.
+    """
+    if events.empty:
+        return 0
+    ensure_audit_table(warehouse)
+    out = []
+    for (family, event_type), group in events.groupby(["family", "event_type"], dropna=False, sort=False):
+        seen = _recorded(warehouse, family, event_type, group["record_id"].astype(str).unique().tolist(), state)
+        latest = seen.drop_duplicates("record_id", keep="last").set_index("record_id")
+        keys = set(seen["natural_key"])
+        rows = []
+        for row in group.to_dict(orient="records"):
+            rid = str(row["record_id"])
+            if rid in latest.index:
+                last = latest.loc[rid]
+                if all(_same(row.get(c), last[c]) for c in state):
+                    continue
+                if row["natural_key"] in keys:  # the state of an earlier row: key it after the latest one
+                    row["natural_key"] = f"{row['natural_key']}:after:{int(last['audit_id'])}"
+            rows.append(row)
+        out += rows
+    return record_events(warehouse, pd.DataFrame(out, columns=events.columns)) if out else 0
+
+
+def _recorded(warehouse: Warehouse, family: Any, event_type: str, record_ids: list[str],
+              state: Sequence[str]) -> pd.DataFrame:
+    """Recorded events of these records, oldest first: audit id, record id, natural key and ``state``."""
+    t = audit_table
+    fam = t.c.family.is_(None) if _same(family, None) else t.c.family == family
+    cols = [t.c.audit_id, t.c.record_id, t.c.natural_key, *[t.c[c] for c in state]]
+    frames = []
+    with warehouse.engine.connect() as conn:
+        for start in range(0, len(record_ids), 500):  # bound the bound parameters (SQLite allows 999 on old builds)
+            stmt = sa.select(*cols).where(fam, t.c.event_type == event_type,
+                                          t.c.record_id.in_(record_ids[start : start + 500]))
+            frames.append(pd.read_sql(stmt, conn))
+    seen = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[c.name for c in cols])
+    return seen.sort_values("audit_id").reset_index(drop=True)
+
+
+def _same(a: Any, b: Any) -> bool:
+    def norm(v: Any) -> str | None:
+        return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+    return norm(a) == norm(b)
 
 
 def read_audit(warehouse: Warehouse, **filters: Any) -> pd.DataFrame:

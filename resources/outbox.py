@@ -5,26 +5,26 @@ Each family's outputs are written as JSON files to its folder under the outbox r
 table in the warehouse, keyed by (family, record id), makes delivery idempotent across re-runs,
 concurrent runs and crashes:
 
-1. **claim**: a row keyed by (family, record id) is committed with status ``claimed`` before
-   anything is sent; a record already ``delivered`` is skipped, and a claim held by a live
-   dispatcher is left alone;
+1. **claim**: a row keyed by (family, record id) is committed with status ``claimed`` and the
+   payload about to go out, before anything is sent; a record already ``delivered`` is skipped,
+   and a claim held by a live dispatcher is left alone;
 2. **send**: the file is written atomically (temp file, fsync, rename) under a name derived
    from the record id; the webhook gets the payload with
    ``Idempotency-Key: dispatch:<family>:<record id>``;
-3. **mark delivered**: the ledger row becomes ``delivered``.
+3. **mark delivered**: the ledger row becomes ``delivered``; its payload is what went out.
 
-A dispatcher that dies between 1 and 3 leaves an in-doubt claim. Once its lease has expired, the
-next run takes it over: a file that is already in the folder is not written again, and the
-webhook is called again with the same idempotency key (plain HTTP cannot tell whether the first
-call arrived, so receivers dedupe on the key). Nothing is lost and nothing is sent twice to the
-folder; the webhook sees at most one repeat, carrying the same key, per crashed item.
+A dispatcher that dies between 1 and 3 leaves an in-doubt claim: :meth:`Dispatcher.in_doubt`
+lists the claims held past their lease or by a run that has ended, so they can be reported. The
+next run takes such a claim over and replays the stored payload: a file that is already in the
+folder is not written again, and the webhook is called again with the same idempotency key and
+body (plain HTTP cannot tell whether the first call arrived, so receivers dedupe on the key).
+Nothing is lost and nothing is sent twice to the folder; the webhook sees at most one repeat,
+carrying the same key, per crashed item. Temp files a crashed write left behind are removed by
+the next delivery.
 """
 
-from __future__ import annotations
-
+import contextlib
 import json
-import os
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +35,14 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from .outbox_channels import (  # noqa: F401 - the notifier sends through the same channels
+    TEMP_SUFFIX,
+    DeliveryError,
+    atomic_write_json,
+    display_host,
+    post_json,
+    safe_file_name,
+)
 from .providers.base import content_hash
 from .warehouse import Warehouse, data_dir
 
@@ -56,11 +64,8 @@ ledger_table = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("claimed_at", sa.String(40), nullable=False),
     sa.Column("delivered_at", sa.String(40), nullable=True),
+    sa.Column("payload", sa.Text, nullable=True),  # JSON: stored when claimed, what went out once delivered
 )
-
-
-class DeliveryError(RuntimeError):
-    """A channel refused or could not take a delivery."""
 
 
 @dataclass
@@ -68,8 +73,13 @@ class DeliveryReport:
     delivered: list[str] = field(default_factory=list)  # sent by this call
     already_delivered: int = 0  # skipped: the ledger says they went out before
     recovered: list[str] = field(default_factory=list)  # in-doubt claims of a crashed dispatcher, completed now
-    held_elsewhere: int = 0  # claimed by a dispatcher that is still within its lease
+    held: list[str] = field(default_factory=list)  # claimed by a dispatcher that is still within its lease
     failed: dict[str, str] = field(default_factory=dict)  # record id -> reason (retried by the next run)
+    temp_files_removed: int = 0  # left in the folder by a write that crashed
+
+    @property
+    def held_elsewhere(self) -> int:
+        return len(self.held)
 
     def as_metadata(self) -> dict[str, int]:
         return {
@@ -78,12 +88,40 @@ class DeliveryReport:
             "recovered_in_doubt": len(self.recovered),
             "held_elsewhere": self.held_elsewhere,
             "failed": len(self.failed),
+            "temp_files_removed": self.temp_files_removed,
         }
+
+
+class DispatchInterrupted(RuntimeError):
+    """An unexpected error stopped the delivery loop; the record in flight is in doubt."""
+
+    def __init__(self, record_id: str, reason: str, report: DeliveryReport) -> None:
+        done = len(report.delivered) + len(report.recovered)
+        super().__init__(f"delivery of {record_id!r} stopped by an unexpected error ({reason}); the {done} "
+                         f"deliveries before it are recorded, {record_id!r} is in doubt and the next run retries it")
+        self.record_id, self.report = record_id, report
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: str  # new / recovered / retry when this dispatcher owns the record, else delivered / held
+    token: str | None = None
+    attempts: int = 1
+    sent_before: dict[str, Any] | None = None  # an in-doubt claim's payload: it may be out already
 
 
 def ensure_ledger(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         _meta.create_all(conn, tables=[ledger_table], checkfirst=True)
+        present = {c["name"] for c in sa.inspect(conn).get_columns(LEDGER_TABLE)}
+    if "payload" not in present:  # a ledger from before payloads were kept: its old rows keep none
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN payload TEXT"))
+        except sa.exc.DBAPIError:
+            with engine.connect() as conn:  # another process added it a moment ago
+                if "payload" not in {c["name"] for c in sa.inspect(conn).get_columns(LEDGER_TABLE)}:
+                    raise
 
 
 def read_ledger(engine: sa.Engine, status: str | None = None, family: str | None = None) -> pd.DataFrame:
@@ -95,63 +133,6 @@ def read_ledger(engine: sa.Engine, status: str | None = None, family: str | None
         stmt = stmt.where(ledger_table.c.family == family)
     with engine.connect() as conn:
         return pd.read_sql(stmt, conn)
-
-
-def safe_file_name(record_id: str) -> str:
-    """A file name for a record id; ids with unsafe characters get a hash suffix so names stay unique."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", record_id)[:100]
-    return f"{safe}.json" if safe == record_id else f"{safe}-{content_hash(record_id)[:8]}.json"
-
-
-def atomic_write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON so a reader sees the whole file or none of it (temp file + fsync + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - platforms without directory fsync
-        pass
-
-
-def post_json(url: str, payload: Mapping[str, Any], *, idempotency_key: str, timeout: float,
-              attempts: int = 3, backoff: float = 0.2) -> int:
-    """POST ``payload``; retries connection errors and 5xx with backoff; returns the 2xx status."""
-    import httpx  # only a deployment with a webhook pays for it
-
-    body = json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
-    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
-    last = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            resp = httpx.post(url, content=body.encode("utf-8"), headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if resp.status_code < 300:
-                return resp.status_code
-            last = f"HTTP {resp.status_code}"
-            if resp.status_code < 500 and resp.status_code != 429:
-                break  # the receiver refused it; retrying will not help
-        if attempt < attempts:
-            time.sleep(backoff * 2 ** (attempt - 1))
-    raise DeliveryError(f"webhook {_display_host(url)} did not accept the delivery: {last}")
-
-
-def _display_host(url: str) -> str:
-    """The URL without credentials, query or path (which may hold tokens), for messages."""
-    import httpx
-
-    parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.host}{':' + str(parsed.port) if parsed.port else ''}"
 
 
 def _now() -> str:
@@ -168,6 +149,21 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def payload_of(family: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document that goes out for one item (``dispatched_at`` is added when it is sent)."""
+    payload = {k: _jsonable(v) for k, v in item.items()}
+    payload["family"] = family
+    payload["delivery_id"] = f"dispatch:{family}:{item['record_id']}"
+    return payload
+
+
+def payload_hash(payload: Mapping[str, Any]) -> str:
+    return content_hash({k: v for k, v in payload.items() if k != "dispatched_at"})
+
+
+RunIsOver = Callable[[str], bool]  # run id -> has that run ended (so a claim it holds is in doubt)
+
+
 class Dispatcher:
     """Delivers items through the ledger protocol; plain Python, used by the ``Outbox`` resource."""
 
@@ -179,40 +175,61 @@ class Dispatcher:
         self.webhook_url = webhook_url
         self.timeout = timeout
         self.lease_seconds = lease_seconds
+        self._client: Any = None  # one HTTP client per delivery loop
         ensure_ledger(engine)
 
     # ---- the protocol ------------------------------------------------------------------------
-    def claim(self, record_id: str, *, run_id: str | None, source: str | None, payload_hash: str) -> tuple[str, str | None]:
-        """('new' | 'recovered' | 'retry', token) when this dispatcher now owns the record, else ('delivered' | 'held', None)."""
+    def claim(self, record_id: str, *, run_id: str | None, payload: Mapping[str, Any],
+              run_is_over: RunIsOver | None = None) -> Claim:
+        """Own the record (outcome new / recovered / retry, with a token) or learn why not (delivered / held)."""
         token = uuid.uuid4().hex
         now = _now()
+        body = json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
         t = ledger_table
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(t).where(t.c.family == self.family, t.c.record_id == record_id)).mappings().first()
             if row is None:
                 try:
                     conn.execute(sa.insert(t).values(
-                        family=self.family, record_id=record_id, status="claimed", claim_token=token, run_id=run_id, source=source,
-                        payload_hash=payload_hash, attempts=1, claimed_at=now))
+                        family=self.family, record_id=record_id, status="claimed", claim_token=token, run_id=run_id,
+                        source=payload.get("source"), payload_hash=payload_hash(payload), payload=body, attempts=1,
+                        claimed_at=now))
                 except sa.exc.IntegrityError:  # another dispatcher claimed it a moment ago
-                    return "held", None
-                return "new", token
+                    return Claim("held")
+                return Claim("new", token)
             if row["status"] == "delivered":
-                return "delivered", None
+                return Claim("delivered")
+            values: dict[str, Any] = dict(status="claimed", claim_token=token, run_id=run_id, claimed_at=now,
+                                          error=None, attempts=t.c.attempts + 1)
+            sent_before = None
             if row["status"] == "claimed":
-                age = (pd.Timestamp(now) - pd.Timestamp(row["claimed_at"])).total_seconds()
-                if age < self.lease_seconds:
-                    return "held", None
+                if not self._abandoned(row["claimed_at"], row["run_id"], run_is_over, now):
+                    return Claim("held")
                 outcome = "recovered"
-            else:  # failed: retry
+                sent_before = json.loads(row["payload"]) if row["payload"] else None
+            else:  # failed: a channel refused it, so the current payload goes out
                 outcome = "retry"
+            if sent_before is None:
+                values.update(source=payload.get("source"), payload_hash=payload_hash(payload), payload=body)
             taken = conn.execute(
                 sa.update(t)
                 .where(t.c.family == self.family, t.c.record_id == record_id, t.c.claim_token == row["claim_token"])
-                .values(status="claimed", claim_token=token, run_id=run_id, claimed_at=now, error=None,
-                        attempts=t.c.attempts + 1)
+                .values(**values)
             ).rowcount
-            return (outcome, token) if taken == 1 else ("held", None)
+            return Claim(outcome, token, int(row["attempts"]) + 1, sent_before) if taken == 1 else Claim("held")
+
+    def _abandoned(self, claimed_at: str, run_id: str | None, run_is_over: RunIsOver | None, now: str) -> bool:
+        """A claim nobody will complete: older than the lease, or held by a run that has ended."""
+        age = (pd.Timestamp(now) - pd.Timestamp(claimed_at)).total_seconds()
+        return age >= self.lease_seconds or bool(run_is_over and run_id and run_is_over(run_id))
+
+    def in_doubt(self, run_is_over: RunIsOver | None = None) -> pd.DataFrame:
+        """Claims held past their lease or by an ended run: their output may or may not have gone out."""
+        claimed = read_ledger(self.engine, status="claimed", family=self.family)
+        now = _now()
+        keep = [self._abandoned(at, rid if isinstance(rid, str) else None, run_is_over, now)
+                for at, rid in zip(claimed["claimed_at"], claimed["run_id"])]
+        return claimed[pd.Series(keep, index=claimed.index, dtype=bool)].reset_index(drop=True)
 
     def _finish(self, record_id: str, token: str, **values: Any) -> None:
         t = ledger_table
@@ -228,40 +245,89 @@ class Dispatcher:
         status = None
         if self.webhook_url:
             status = post_json(self.webhook_url, payload, idempotency_key=str(payload["delivery_id"]),
-                               timeout=self.timeout)
+                               timeout=self.timeout, client=self._client)
         return str(path), status
 
-    def deliver(self, items: pd.DataFrame | Iterable[Mapping[str, Any]], *, run_id: str | None = None,
-                on_delivered: Callable[[str], None] | None = None) -> DeliveryReport:
-        """Deliver each item (a mapping with ``record_id``) at most once, ever, per (family, record id)."""
-        records = items.to_dict(orient="records") if isinstance(items, pd.DataFrame) else list(items)
-        report = DeliveryReport()
-        for item in records:
-            tid = str(item["record_id"])
-            payload = {k: _jsonable(v) for k, v in item.items()}
-            payload["family"] = self.family
-            payload["delivery_id"] = f"dispatch:{self.family}:{tid}"
-            phash = content_hash(payload)
-            outcome, token = self.claim(tid, run_id=run_id, source=payload.get("source"), payload_hash=phash)
-            if token is None:
-                if outcome == "delivered":
-                    report.already_delivered += 1
-                else:
-                    report.held_elsewhere += 1
-                continue
-            payload["dispatched_at"] = _now()
+    def remove_leftover_temp_files(self) -> int:
+        """Delete temp files that crashed writes left; a live write holds its own for far less than the lease."""
+        if not self.folder.is_dir():
+            return 0
+        cutoff, removed = time.time() - self.lease_seconds, 0
+        for tmp in self.folder.glob(f".*{TEMP_SUFFIX}"):
             try:
-                path, status = self.send(payload, in_doubt=outcome == "recovered")
-            except (DeliveryError, OSError) as exc:
-                self._finish(tid, token, status="failed", error=str(exc)[:2000])
-                report.failed[tid] = str(exc)
-                continue
-            self._finish(tid, token, status="delivered", file_path=path, webhook_status=status,
-                         delivered_at=payload["dispatched_at"])
-            (report.recovered if outcome == "recovered" else report.delivered).append(tid)
-            if on_delivered is not None:
-                on_delivered(tid)
+                if tmp.stat().st_mtime <= cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # its write finished, or another dispatcher removed it
+                pass
+        return removed
+
+    def deliver(self, items: pd.DataFrame | Iterable[Mapping[str, Any]], *, run_id: str | None = None,
+                on_delivered: Callable[[dict[str, Any]], None] | None = None,
+                run_is_over: RunIsOver | None = None) -> DeliveryReport:
+        """Deliver each item (a mapping with ``record_id``) at most once, ever, per (family, record id).
+
+        ``on_delivered`` gets each delivery as soon as the ledger has it (the payload sent plus the
+        ledger's ``source``, ``file_path``, ``webhook_status``, ``attempts``, ``run_id``, ``delivered_at``),
+        so what it records survives a crash later in the loop. ``run_is_over`` lets a claim held by an
+        ended run be taken over before its lease expires.
+        """
+        records = items.to_dict(orient="records") if isinstance(items, pd.DataFrame) else list(items)
+        report = DeliveryReport(temp_files_removed=self.remove_leftover_temp_files())
+        with self._http():
+            for item in records:
+                self._deliver_one(item, run_id, report, on_delivered, run_is_over)
         return report
+
+    def _deliver_one(self, item: Mapping[str, Any], run_id: str | None, report: DeliveryReport,
+                     on_delivered: Callable[[dict[str, Any]], None] | None, run_is_over: RunIsOver | None) -> None:
+        tid = str(item["record_id"])
+        payload = payload_of(self.family, item)
+        payload["dispatched_at"] = _now()
+        claim = self.claim(tid, run_id=run_id, payload=payload, run_is_over=run_is_over)
+        if claim.token is None:
+            if claim.outcome == "delivered":
+                report.already_delivered += 1
+            else:
+                report.held.append(tid)
+            return
+        sent = claim.sent_before or payload  # an in-doubt claim replays what may have gone out
+        try:
+            path, status = self.send(sent, in_doubt=claim.outcome == "recovered")
+        except (DeliveryError, OSError) as exc:
+            self._finish(tid, claim.token, status="failed", error=self._scrub(str(exc))[:2000])
+            report.failed[tid] = self._scrub(str(exc))
+            return
+        except Exception as exc:  # unknown whether it went out: the claim stays, in doubt
+            raise DispatchInterrupted(tid, self._scrub(f"{type(exc).__name__}: {exc}")[:500], report) from None
+        delivered_at = _now()
+        self._finish(tid, claim.token, status="delivered", file_path=path, webhook_status=status,
+                     delivered_at=delivered_at, payload_hash=payload_hash(sent),
+                     payload=json.dumps(sent, ensure_ascii=False, sort_keys=True, default=str))
+        (report.recovered if claim.outcome == "recovered" else report.delivered).append(tid)
+        if on_delivered is not None:
+            on_delivered({**sent, "record_id": tid, "file_path": path, "webhook_status": status,
+                          "attempts": claim.attempts, "run_id": run_id, "delivered_at": delivered_at})
+
+    @contextlib.contextmanager
+    def _http(self):
+        if not self.webhook_url or self._client is not None:
+            yield
+            return
+        import httpx
+
+        with httpx.Client() as client:
+            self._client = client
+            try:
+                yield
+            finally:
+                self._client = None
+
+    def _scrub(self, message: str) -> str:
+        """The message without the webhook URL (its path or query may hold a token)."""
+        if not self.webhook_url:
+            return message
+        return message.replace(self.webhook_url, display_host(self.webhook_url))
 
 
 class Outbox(dg.ConfigurableResource):
@@ -285,4 +351,4 @@ class Outbox(dg.ConfigurableResource):
 
     def describe(self, family: str, subfolder: str | None = None, webhook_url: str = "") -> str:
         target = str(self.directory / (subfolder or family))
-        return target + (f" + webhook {_display_host(webhook_url)}" if webhook_url else "")
+        return target + (f" + webhook {display_host(webhook_url)}" if webhook_url else "")

@@ -175,7 +175,7 @@ CRASHING_DISPATCHER = textwrap.dedent("""
         finish(record_id, token, **values)
 
     dispatcher._finish = finish_or_die
-    dispatcher.deliver(items, run_id="crashing", on_delivered=lambda rid: print("delivered", rid, flush=True))
+    dispatcher.deliver(items, run_id="crashing", on_delivered=lambda d: print("delivered", d["record_id"], flush=True))
 """)
 
 
@@ -207,6 +207,8 @@ def test_a_crashed_dispatchers_in_doubt_claim_is_recovered_after_its_lease_witho
         # plain HTTP cannot say whether the first call arrived: it comes again, with the same key
         assert set(hook.keys) == {f"dispatch:{ST}:{r}" for r in expected}
         assert hook.keys[f"dispatch:{ST}:{rid}"] == 2 and len(hook.posts) == len(expected) + 1
+        first_body, replayed = [p["body"] for p in hook.posts if p["key"] == f"dispatch:{ST}:{rid}"]
+        assert replayed == first_body  # a replay of what may have arrived, not a newly built payload
     ledger = read_ledger(env.warehouse.engine, family=ST)
     assert set(ledger["status"]) == {"delivered"} and ledger.set_index("record_id").loc[rid, "attempts"] == 2
 

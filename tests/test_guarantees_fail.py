@@ -140,9 +140,8 @@ def test_idempotency_notices_a_rerun_that_appends_audit_rows(tmp_path, model_dir
     outbox = run.root / "outbox"
     assert run().success
     before = g.snapshot(run.warehouse, run.family, run.batch.name, outbox)
-    keyed = governance.natural_key
-    # the defect: an audit key that includes the run id, so each run records every decision again
-    monkeypatch.setattr(governance, "natural_key", lambda *parts: keyed(*parts, run.results[-1].run_id + "x"))
+    # the defect: an audited decision that includes the run id, so each run records every decision again
+    monkeypatch.setattr(governance, "ROUTING_STATE", (*governance.ROUTING_STATE, "run_id"))
     assert run().success
     problems = g.idempotent(before, g.snapshot(run.warehouse, run.family, run.batch.name, outbox))
     assert problems and all("audit rows" in p for p in problems)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from resources.audit import natural_key
+from resources.outbox import payload_of
+from resources.providers.base import content_hash
 
 from ..family import Family
 from .items import texts
@@ -85,29 +88,79 @@ def dispatch_candidates(family: Family, routing: pd.DataFrame, enriched: pd.Data
     return out.sort_values(["approved_at", "record_id"]).reset_index(drop=True)
 
 
+LEDGER_COLUMNS = ["record_id", "source", "file_path", "webhook_status", "run_id", "delivered_at", "attempts",
+                  "payload_hash"]
+
+
+def delivered_outputs(family: Family, ledger: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    """One row per delivered output as it went out: the payload the ledger kept at delivery.
+
+    Only deliveries recorded before the ledger kept payloads fall back to the current candidate.
+    """
+    done = ledger[ledger["status"] == "delivered"].reset_index(drop=True)
+    cols = [c for c in dispatch_columns(family) if c not in ("record_id", "source")]
+    current = candidates.drop_duplicates("record_id", keep="last").set_index("record_id")
+    sent = []
+    for rid, raw in zip(done["record_id"], done["payload"]):
+        if isinstance(raw, str):
+            sent.append(json.loads(raw))
+        else:
+            sent.append(current.loc[rid].to_dict() if rid in current.index else {})
+    df = pd.concat([done[LEDGER_COLUMNS], pd.DataFrame([{c: p.get(c) for c in cols} for p in sent], columns=cols)],
+                   axis=1)
+    for col in ("record_time", "approved_at"):
+        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
+    ttr = pd.to_datetime(df["delivered_at"], utc=True, format="ISO8601") - df["record_time"]
+    df["time_to_resolution_hours"] = (ttr.dt.total_seconds() / 3600).round(3)
+    return df
+
+
+@dataclass
+class Drift:
+    changed: list[str]  # delivered, and the output cleared now differs from the one sent
+    withdrawn: list[str]  # delivered, and no longer cleared to go out (re-routed, for instance)
+
+
+def delivery_drift(family: Family, ledger: pd.DataFrame, candidates: pd.DataFrame) -> Drift:
+    """Delivered records whose output changed after it went out (a re-run wrote a new draft), or was withdrawn."""
+    content = ["text", *include_columns(family)]
+    done = ledger[(ledger["status"] == "delivered") & ledger["payload"].notna()]
+    current = {r["record_id"]: payload_of(family.name, r) for r in candidates.to_dict(orient="records")}
+    changed, withdrawn = [], []
+    for rid, raw in zip(done["record_id"], done["payload"]):
+        now = current.get(rid)
+        if now is None:
+            withdrawn.append(rid)
+        elif content_hash(*(json.loads(raw).get(c) for c in content)) != content_hash(*(now.get(c) for c in content)):
+            changed.append(rid)
+    return Drift(changed, withdrawn)
+
+
 def dispatch_audit_events(family: str, delivered: pd.DataFrame) -> pd.DataFrame:
     """One ``dispatch`` audit event per delivered output (natural key per record: recorded once, ever)."""
     if delivered.empty:
         return pd.DataFrame()
-    return pd.DataFrame({
+    return pd.DataFrame([dispatch_audit_event(family, r) for r in delivered.to_dict(orient="records")])
+
+
+def dispatch_audit_event(family: str, delivered: dict[str, Any]) -> dict[str, Any]:
+    """The ``dispatch`` audit event of one delivery (a dispatches row, or one the dispatcher reports)."""
+    return {
         "family": family,
         "event_type": "dispatch",
         "record_id": delivered["record_id"],
-        "decision": delivered["source"].fillna("unknown"),
-        "reasons": [[] for _ in range(len(delivered))],
+        "decision": _s(delivered.get("source")) or "unknown",
+        "reasons": [],
         "actor": "dispatcher",
         "model_version": delivered.get("model_version"),
         "prompt_version": delivered.get("prompt_version"),
         "policy_version": delivered.get("policy_version"),
-        "run_id": delivered["run_id"],
-        "details": [
-            {"approved_by": _s(r.get("approved_by")), "webhook_status": _s(r.get("webhook_status")),
-             "file": _s(r.get("file_path")), "attempts": _s(r.get("attempts"))}
-            for r in delivered.to_dict(orient="records")
-        ],
-        "natural_key": [natural_key(family, "dispatch", t, "delivered") for t in delivered["record_id"]],
+        "run_id": delivered.get("run_id"),
+        "details": {"approved_by": _s(delivered.get("approved_by")), "webhook_status": _s(delivered.get("webhook_status")),
+                    "file": _s(delivered.get("file_path")), "attempts": _s(delivered.get("attempts"))},
+        "natural_key": natural_key(family, "dispatch", delivered["record_id"], "delivered"),
         "recorded_at": delivered["delivered_at"],
-    })
+    }
 
 
 @dataclass
