@@ -3,7 +3,8 @@
 Modules: ``routes`` (what a family declares), ``catalog`` (the deployment's endpoints and models),
 ``session`` (routing a batch), ``resource`` (the Dagster resource), ``calls`` (one call with
 retries), ``limits`` (rate limits, cooldowns, budget guard), ``holds`` (budget reserved in the
-warehouse), ``ledger`` (cache and spend tables), ``stats``. Names below import lazily, so loading
+warehouse), ``ledger`` (cache and spend tables), ``journal`` (a batch's spend and answers, written as
+it goes), ``stats``. Names below import lazily, so loading
 ``resources.router.routes`` or ``.catalog`` stays cheap.
 """
 

@@ -3,13 +3,16 @@
 The order inside an attempt matters: the concurrency slots are taken first, then the endpoint's
 cooldown and the budget are checked (a refused call is never sent and never waits), then the RPM /
 TPM buckets are waited for, then the request goes out. Retries (tenacity) honor the server's
-``Retry-After`` up to ``max_retry_after_s``; a longer one is not waited for.
+``Retry-After`` up to ``max_retry_after_s``; a longer one is not waited for. Every attempt sent is
+written to the batch's journal with what it cost; an attempt the endpoint refused for its API key
+(401/403) is not retried, and is counted apart so the run's spend check can fail on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from resources.providers.base import TaskResult
 from resources.providers.openai import CallOutcome, OpenAIProvider, PreparedCall, ProviderCallError
 from resources.router.catalog import EndpointConfig
+from resources.router.journal import BatchJournal
 from resources.router.ledger import Spend
 from resources.router.limits import BudgetGuard, EndpointState
 from resources.router.stats import RouterStats
@@ -44,14 +48,11 @@ class ItemTrace:
     redactions: int = 0
     started: float = field(default_factory=time.perf_counter)
     cache_hit: bool = False
-    spend: list[Spend] = field(default_factory=list)
-    cache_row: dict[str, Any] | None = None
 
-    def account(self, provider: OpenAIProvider, tokens_in: int, tokens_out: int, cost: float) -> None:
+    def account(self, tokens_in: int, tokens_out: int, cost: float) -> None:
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         self.cost_usd += cost
-        self.spend.append(Spend(provider.name, provider.model.model, 1, tokens_in, tokens_out, cost))
 
 
 def wait_policy(cfg: EndpointConfig):
@@ -75,6 +76,19 @@ class CallContext:
     stats: RouterStats
     global_slots: asyncio.Semaphore
     log: Any
+    journal: BatchJournal
+    # (endpoint, model id, HTTP status) -> attempts refused for their API key
+    rejected_keys: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+    def paid(self, trace: ItemTrace, provider: OpenAIProvider, tokens_in: int, tokens_out: int, cost: float,
+             refused: ProviderCallError | None = None) -> None:
+        """One attempt sent: on the item's trace and in the journal (``refused``: the key was rejected)."""
+        trace.account(tokens_in, tokens_out, cost)
+        self.journal.spend(Spend(provider.name, provider.model.model, 1, tokens_in, tokens_out, cost,
+                                 auth_failures=int(refused is not None)))
+        if refused is not None:
+            self.stats.auth_failures += 1
+            self.rejected_keys[(provider.name, provider.model.model, refused.status or 401)] += 1
 
 
 async def call_with_retries(
@@ -121,7 +135,8 @@ async def call_with_retries(
                     except ProviderCallError as err:
                         actual = provider.model.price.cost(err.tokens_in, err.tokens_out)
                         ctx.budget.settle(est_cost, actual)
-                        trace.account(provider, err.tokens_in, err.tokens_out, actual)
+                        ctx.paid(trace, provider, err.tokens_in, err.tokens_out, actual,
+                                 refused=err if err.kind == "auth" else None)
                         last_error[:] = [err]
                         if err.endpoint_failure and endpoint.record_failure():
                             ctx.stats.cooldowns += 1
@@ -134,7 +149,7 @@ async def call_with_retries(
                         ctx.budget.settle(est_cost, 0.0)
                         raise
                     ctx.budget.settle(est_cost, outcome.result.cost_usd)
-                    trace.account(provider, outcome.tokens_in, outcome.tokens_out, outcome.result.cost_usd)
+                    ctx.paid(trace, provider, outcome.tokens_in, outcome.tokens_out, outcome.result.cost_usd)
                     endpoint.record_success()
                     return outcome, None
     except Refused as refused:

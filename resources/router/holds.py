@@ -1,14 +1,17 @@
 """Budget holds: a family's budget reserved in the warehouse, so parallel steps and runs share it.
 
-The spend ledger only learns a batch's spend when the batch ends, so two steps of one family running
-at the same time would each see the whole budget. Instead, a session that is about to spend first
-raises its *hold* (one row in ``<ledger_table>_holds``), in a transaction that counts the ledger
-plus every other live hold of the family (per run id for ``per_run_usd``, per UTC day for
-``per_day_usd``); a hold that does not fit is not granted and the call is not sent. When the batch
-ends, its ledger rows are written and its hold deleted in one transaction. Holds grow in chunks
-(doubling), so a batch of a thousand calls takes about ten transactions, not a thousand.
+The spend ledger learns a batch's spend a few calls at a time, after the calls, so two steps of one
+family running at the same time would each see budget the other has already committed to calls in
+flight. Instead, a session that is about to spend first raises its *hold* (one row in
+``<ledger_table>_holds``), in a transaction that counts the ledger plus every other live hold of the
+family (per run id for ``per_run_usd``, per UTC day for ``per_day_usd``); a hold that does not fit
+is not granted and the call is not sent. Each chunk of spend the journal
+(:mod:`resources.router.journal`) writes to the ledger lowers the hold by as much in the same
+transaction, and the last one deletes it, so spend is never counted twice (ledger plus hold) or not
+at all. Holds grow in chunks (doubling), so a batch of a thousand calls takes about ten
+transactions, not a thousand.
 
-A hold of a process that died lapses after ``ttl_s`` (one hour), so the budget it held is not lost.
+A hold of a process that died lapses after ``ttl_s`` (one hour); what it had already spent is in the ledger.
 Transactions on one family are serialised with a row lock (``SELECT ... FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE``, which the warehouse uses, serialises writers anyway).
 """
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -54,7 +56,7 @@ class BudgetHolds:
         self._names = ledger
         self._ready = False
 
-    def _tables(self) -> None:
+    def ready(self) -> None:
         """Create the tables on first use: a session that never calls a model never touches them."""
         if not self._ready:
             self.ledger = ensure(self.warehouse, ledger_table(self._names))
@@ -81,12 +83,13 @@ class BudgetHolds:
         return total(led.run_id, h.run_id, self.run_id), total(led.day, h.day, day)
 
     def others(self) -> tuple[float, float]:
-        self._tables()
+        self.ready()
         with self.warehouse.engine.connect() as conn:
             return self._others(conn, utc_today())
 
     # ---- writes ----------------------------------------------------------------------------
-    def _lock(self, conn: sa.Connection) -> None:
+    def lock(self, conn: sa.Connection) -> None:
+        """Serialise this transaction with the family's other budget transactions."""
         exists = conn.execute(sa.select(self.locks.c.family).where(self.locks.c.family == self.family)
                               .with_for_update()).first()
         if exists is None:
@@ -103,9 +106,9 @@ class BudgetHolds:
         Returns (the hold now, others' run spend + holds, others' day spend + holds).
         """
         day = utc_today()
-        self._tables()
+        self.ready()
         with self.warehouse.engine.begin() as conn:
-            self._lock(conn)
+            self.lock(conn)
             others_run, others_day = self._others(conn, day)
             caps = [total]
             if self.per_run is not None:
@@ -125,11 +128,12 @@ class BudgetHolds:
         if not updated:
             conn.execute(sa.insert(h).values(holder=self.holder, **values))
 
-    def finish(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Write the batch's ledger rows and drop the hold, in one transaction."""
-        self._tables()
-        with self.warehouse.engine.begin() as conn:
-            if rows:
-                conn.execute(sa.insert(self.ledger), list(rows))
+    def resize(self, conn: sa.Connection, amount: float | None) -> None:
+        """In ``conn`` (after :meth:`lock`): the hold becomes ``amount`` USD, or goes (None).
+
+        The caller sets :attr:`held` once ``conn`` commits.
+        """
+        if amount is None:
             conn.execute(sa.delete(self.holds).where(self.holds.c.holder == self.holder))
-        self.held = 0.0
+        else:
+            conn.execute(sa.update(self.holds).where(self.holds.c.holder == self.holder).values(amount_usd=amount))

@@ -91,7 +91,8 @@ class BudgetGuard:
         self.holds = holds
         self.run_base = 0.0
         self.day_base = 0.0
-        self.spent = 0.0  # settled in the current batch
+        self.spent = 0.0  # settled in the current batch, not yet in the ledger
+        self.recorded = 0.0  # settled in the current batch and written to the ledger (part of the bases)
         self.reserved = 0.0  # in flight
         self.refused = 0
         self.warned = False
@@ -131,11 +132,19 @@ class BudgetGuard:
         self.reserved = max(0.0, self.reserved - reserved)
         self.spent += actual
 
+    def record(self, amount: float) -> None:
+        """``amount`` of the batch's spend reached the ledger (and left the hold): it is the bases' now."""
+        self.spent = max(0.0, self.spent - amount)
+        self.recorded += amount
+        self.run_base += amount
+        self.day_base += amount
+
     def close_batch(self) -> float:
         """Fold the batch's spend into the bases; returns what the batch spent."""
-        spent, self.spent = self.spent, 0.0
-        self.run_base += spent
-        self.day_base += spent
+        spent = self.spent + self.recorded
+        self.run_base += self.spent
+        self.day_base += self.spent
+        self.spent = self.recorded = 0.0
         return spent
 
 

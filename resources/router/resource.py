@@ -31,13 +31,23 @@ class ModelRouter(dg.ConfigurableResource):
 
     ``config_path``: the model catalog YAML ("" = env ``MODELS_CONFIG``, else the bundled all-local
     ``resources/models.default.yaml``). ``api_key``: the default endpoint key, e.g.
-    ``dg.EnvVar("OPENAI_API_KEY")``; never logged.
+    ``dg.EnvVar("OPENAI_API_KEY")``; never logged. ``api_key_env``: the env var it comes from, named
+    when an endpoint rejects the key (taken from the ``dg.EnvVar`` when there is one).
     """
 
     config_path: str = Field(default="", description="model catalog YAML; empty = $MODELS_CONFIG or the bundled default")
     api_key: str | None = Field(default=None, repr=False, description="OpenAI-compatible API key (use dg.EnvVar)")
+    api_key_env: str = Field(default="", description="env var of api_key, named in errors; default: the dg.EnvVar's")
 
     _catalog: ModelCatalog | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        # at run time Dagster rebuilds the resource from its config with the key resolved: the variable's
+        # name is kept from definition time, as config (a validator's additions would not reach the config)
+        key = data.get("api_key")
+        if isinstance(key, dg.EnvVar) and not data.get("api_key_env"):
+            data["api_key_env"] = key.env_var_name
+        super().__init__(**data)
 
     def catalog(self) -> ModelCatalog:
         """The validated model catalog (read once per resource instance)."""
@@ -57,6 +67,16 @@ class ModelRouter(dg.ConfigurableResource):
         if cfg.api_key_env:
             return os.environ.get(cfg.api_key_env) or None
         return self.api_key or None
+
+    def key_source(self, endpoint: str) -> str:
+        """Where an endpoint's key comes from, for messages (never the key itself)."""
+        try:
+            cfg = self.catalog().endpoints.get(endpoint)
+        except CatalogError:
+            cfg = None
+        if cfg is not None and cfg.api_key_env:
+            return f"env var {cfg.api_key_env}"
+        return f"env var {self.api_key_env}" if self.api_key_env else "the router's api_key"
 
     def _secrets(self) -> list[str | None]:
         catalog = self.catalog()
@@ -102,4 +122,5 @@ class ModelRouter(dg.ConfigurableResource):
             self.catalog(), family=family, routes=routes, budget=budget, local=local,
             remote=self.remote_providers(), warehouse=warehouse, run_id=run_id, partition=partition,
             logger=logger, secrets=self._secrets(),
+            key_sources={name: self.key_source(name) for name in self.catalog().endpoints},
         )

@@ -16,7 +16,11 @@ failure. Every result says which path answered it (``result.path``):
 Concurrency, rate limits and cooldowns live in the session. The cache, the spend ledger and the
 budget holds (:mod:`resources.router.holds`) live in the warehouse, so they hold across sessions,
 parallel steps and runs: the family's ``per_run_usd`` / ``per_day_usd`` are reserved call by call
-with the worst-case cost before anything is sent.
+with the worst-case cost before anything is sent, and what the calls cost and answered is written
+every ``flush_every`` attempts or ``flush_interval_s`` seconds (:mod:`resources.router.journal`), so
+a step that dies mid-batch keeps them. An endpoint that rejects the API key (401/403) is logged as
+an error naming the endpoint, the model and where the key comes from (never the key), and recorded
+in the ledger, where the run's spend check finds it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from resources.providers.openai import OpenAIProvider, scrub
 from resources.router.calls import CallContext, ItemTrace, call_with_retries
 from resources.router.catalog import ModelCatalog
 from resources.router.holds import BudgetHolds
-from resources.router.ledger import ResultCache, ledger_spend, record_spend, spend_rows, utc_today
+from resources.router.journal import BatchJournal
+from resources.router.ledger import ResultCache, ledger_spend, utc_today
 from resources.router.limits import BudgetGuard, EndpointState
 from resources.router.routes import Budget, TaskRoute
 from resources.router.stats import RouterStats, TaskBatch
@@ -46,10 +51,15 @@ log = logging.getLogger(__name__)
 class RouterSession:
     """Routes task batches of one family; cumulative stats over its ``run`` calls."""
 
+    # a crash loses at most the calls in flight plus this many attempts or seconds of them
+    flush_every: int = 32
+    flush_interval_s: float = 0.5
+
     def __init__(
         self, catalog: ModelCatalog, *, family: str, routes: Mapping[str, TaskRoute], budget: Budget,
         local: ModelProvider, remote: Mapping[str, OpenAIProvider], warehouse: Warehouse | None = None,
         run_id: str = "", partition: str | None = None, logger: Any = None, secrets: Sequence[str | None] = (),
+        key_sources: Mapping[str, str] | None = None,
     ) -> None:
         unknown = [f"routing.{t}.{loc}: {m!r}" for t, r in routes.items() for loc, m in r.model_names() if m not in remote]
         if unknown:
@@ -66,6 +76,7 @@ class RouterSession:
         self.partition = partition
         self.log = logger or log
         self._secrets = [s for s in secrets if s]
+        self._key_sources = dict(key_sources or {})  # endpoint -> where its key comes from, e.g. "env var X"
         self._stats = RouterStats()
         self._endpoints = {name: EndpointState(name, cfg) for name, cfg in catalog.endpoints.items()}
         self._cache = ResultCache(warehouse, catalog.cache.table, catalog.cache.enabled)
@@ -118,12 +129,17 @@ class RouterSession:
 
         if pending:
             self._refresh_budget()
-            with long_lived_heap_frozen():
-                traces = run_coroutine(
-                    self._run_remote(task, [items[i] for i in pending], chain, route.min_confidence, stats)
-                )
+            journal = BatchJournal(self.warehouse, ledger=self.catalog.ledger_table, cache=self._cache,
+                                   guard=self._budget, family=self.family, run_id=self.run_id,
+                                   partition=self.partition, task=task.name, every=self.flush_every,
+                                   interval_s=self.flush_interval_s, logger=self.log)
+            try:
+                with long_lived_heap_frozen():
+                    traces = run_coroutine(self._run_remote(
+                        task, [items[i] for i in pending], chain, route.min_confidence, stats, journal))
+            finally:  # also when the batch is interrupted: what was paid for is kept
+                journal.close()
             self._resolve(task, items, pending, traces, results, local_results, cascade)
-            self._persist(task, traces)
 
         final = [r for r in results if r is not None]
         if len(final) != len(items):  # pragma: no cover - the invariant every caller relies on
@@ -190,7 +206,7 @@ class RouterSession:
         return key, input_hash
 
     async def _run_remote(self, task: TaskDefinition, items: list[Item], chain: list[str],
-                          min_confidence: float | None, stats: RouterStats) -> list[ItemTrace]:
+                          min_confidence: float | None, stats: RouterStats, journal: BatchJournal) -> list[ItemTrace]:
         use_cache = self.catalog.cache.enabled
         keys = {(name, i): self._cache_key(task, self.remote[name], it) for name in chain
                 for i, it in enumerate(items)} if use_cache else {}
@@ -200,7 +216,7 @@ class RouterSession:
             provider = self.remote[name]
             if provider.name not in clients and provider.has_key:
                 clients[provider.name] = provider.make_client()
-        ctx = CallContext(self._budget, stats, asyncio.Semaphore(self.catalog.concurrency), self.log)
+        ctx = CallContext(self._budget, stats, asyncio.Semaphore(self.catalog.concurrency), self.log, journal)
         endpoint_slots = {name: asyncio.Semaphore(ep.cfg.max_concurrency) for name, ep in self._endpoints.items()}
         # items are prepared (redacted, serialised) just in time, not all up front
         admission = asyncio.Semaphore(2 * self.catalog.concurrency)
@@ -213,6 +229,8 @@ class RouterSession:
                     self.log.error(scrub(f"{task.key} {item.id}: router error {type(exc).__name__}: {exc}",
                                          self._secrets))
                     return ItemTrace(reason="router_error")
+                finally:
+                    journal.item_done()
 
         async def chain_for(i: int, item: Item) -> ItemTrace:
             trace = ItemTrace()
@@ -239,7 +257,7 @@ class RouterSession:
                     if outcome is not None:
                         result = outcome.result
                         if use_cache:
-                            trace.cache_row = self._cache_row(task, provider, key, input_hash, result)
+                            journal.answer(self._cache_row(task, provider, key, input_hash, result))
                         if _confident(result, min_confidence):
                             result.tokens_in, result.tokens_out = trace.tokens_in, trace.tokens_out
                             result.cost_usd = round(trace.cost_usd, 10)
@@ -253,11 +271,14 @@ class RouterSession:
                 self.log.debug(f"{task.key} {item.id}: {name} failed ({reason}); next in chain")
             return trace
 
+        writer = asyncio.create_task(journal.keep_writing())
         try:
             return list(await asyncio.gather(*(one(i, it) for i, it in enumerate(items))))
         finally:
+            writer.cancel()
             for client in clients.values():
                 await client.close()
+            self._log_rejected_keys(task, ctx)
 
     def _cache_row(self, task: TaskDefinition, provider: OpenAIProvider, key: str, input_hash: str,
                    result: TaskResult) -> dict[str, Any]:
@@ -282,16 +303,14 @@ class RouterSession:
         else:
             b.run_base = b.day_base = self._session_spent
 
-    def _persist(self, task: TaskDefinition, traces: list[ItemTrace]) -> None:
-        self._cache.put_many([t.cache_row for t in traces if t.cache_row is not None])
-        if self.warehouse is None:
-            return
-        rows = spend_rows(family=self.family, run_id=self.run_id, partition=self.partition, task=task.name,
-                          spends=[s for t in traces for s in t.spend])
-        if self._budget.holds is not None:
-            self._budget.holds.finish(rows)  # the spend enters the ledger as the hold goes: never counted 0 or 2 times
-        else:
-            record_spend(self.warehouse, self.catalog.ledger_table, rows)
+    def _log_rejected_keys(self, task: TaskDefinition, ctx: CallContext) -> None:
+        for (endpoint, model_id, status), n in sorted(ctx.rejected_keys.items()):
+            source = self._key_sources.get(endpoint, "the router's api_key")
+            self.log.error(
+                f"router {task.key}: endpoint {endpoint!r} (model {model_id}) rejected the API key (HTTP {status}) "
+                f"on {n} call(s); their answers came from the rest of the fallback chain and this run's spend "
+                f"check fails. Check the key in {source}."
+            )
 
     def _log_summary(self, task: TaskDefinition, s: RouterStats) -> None:
         if s.calls == 0 and s.fallbacks == 0 and s.cache_hits == 0:

@@ -22,13 +22,14 @@ class RouterStats(BaseModel):
     redactions: int = 0
     errors: int = 0  # results no provider could answer
     cooldowns: int = 0  # times an endpoint's cooldown opened
+    auth_failures: int = 0  # calls an endpoint refused for their API key (401/403)
     fallbacks_by_reason: dict[str, int] = Field(default_factory=dict)
     paths: dict[str, int] = Field(default_factory=dict)
     budget_remaining_usd: float | None = None
 
     def merge(self, other: "RouterStats") -> None:
         for name in ("items", "calls", "retries", "tokens_in", "tokens_out", "cache_hits", "redactions",
-                     "errors", "cooldowns"):
+                     "errors", "cooldowns", "auth_failures"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd = round(self.cost_usd + other.cost_usd, 10)
         for attr in ("fallbacks_by_reason", "paths"):
@@ -73,6 +74,7 @@ class RouterStats(BaseModel):
             "llm.redactions": self.redactions,
             "llm.errors": self.errors,
             "llm.cooldowns": self.cooldowns,
+            "llm.auth_failures": self.auth_failures,
             "llm.fallbacks": self.fallbacks,
         }
         for reason, n in sorted(self.fallbacks_by_reason.items()):
