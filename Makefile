@@ -31,9 +31,10 @@ materialize: setup
 serve: setup
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
-# Set up and run the whole test suite (unit, Dagster-level, conformance and end-to-end).
+# Set up and run the whole test suite (unit, Dagster-level, conformance, chaos and end-to-end) on two
+# workers; a test file stays on one worker, so its module fixtures are built once
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 bench: setup
 	$(PY) bench/enrichment.py

@@ -7,9 +7,9 @@ prefix and groups, its checks, jobs, sensors and schedules; every family gets th
 by construction. ``dg scaffold defs orchestration_assets.components.AIWorkflow <name>`` writes a
 working skeleton (see :mod:`orchestration_assets.scaffold`).
 
-Validation is the platform's own, not Dagster's: the attributes are checked against the spec and
-the family's folder, and a problem fails the load with ``file: key.path: reason`` lines
-(:class:`~orchestration_assets.family.SpecError`).
+Validation is the platform's own, not Dagster's: the attributes are checked against the spec, the
+family's folder and the deployment's model catalog, and a problem fails the load (so ``dg check
+defs``) with ``file: key.path: reason`` lines (:class:`~resources.configuration.ConfigError`).
 """
 
 from pathlib import Path
@@ -23,6 +23,7 @@ from checks.data_quality import data_quality_checks
 from checks.guardrails import guardrail_checks
 from checks.promotion import promotion_checks
 from checks.spend import spend_check
+from resources.configuration import ConfigError
 from sensors.inbox import inbox_sensor
 from sensors.registry import new_challenger_sensor
 from sensors.review import review_decision_sensor
@@ -81,7 +82,12 @@ class AIWorkflow(dg.Component):
     def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> "AIWorkflow":
         raw = attributes.model_dump() if isinstance(attributes, BaseModel) else dict(attributes or {})
         source = display_path(Path(context.path) / "defs.yaml")
-        return cls(Family.from_attributes(raw, Path(context.path), source, known_models()))
+        try:
+            family = Family.from_attributes(raw, Path(context.path), source, known_models())
+        except ConfigError as exc:
+            # its lines name the file, key and reason; the validator's frames under them would only bury them
+            raise exc.with_traceback(None) from None
+        return cls(family)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return build_family_defs(self.family)

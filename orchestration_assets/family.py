@@ -2,8 +2,10 @@
 
 :meth:`Family.from_attributes` validates a ``defs.yaml``'s attributes (:mod:`.spec`), then what
 needs the family's folder: files exist, labels declared ``from_training_data`` are read from the
-training file, every CEL condition compiles against the names the family really has, every model
-a route names is in the deployment's model catalog. Any problem raises :class:`SpecError`, whose
+training file, every CEL condition compiles against the names the family really has (and reads
+only keys and compares only with values they have: :mod:`.condition_checks`), every model
+a route names is in the deployment's model catalog, and the URLs a lookup or the dispatch reads
+from the environment, when set, can work. Any problem raises :class:`SpecError`, whose
 message names the file, the key path and the reason, one line per problem::
 
     orchestration_assets/defs/my_family/defs.yaml: tasks.topic.labels: a classify task needs at least two labels
@@ -24,24 +26,21 @@ from typing import Any, Mapping
 import yaml
 from pydantic import ValidationError
 
+from resources.configuration import ConfigError, http_url_problem
 from resources.expressions import Condition, ConditionError, compile_condition
 from resources.providers.definition import TaskDefinition
 from resources.providers.tasks import FROM_TRAINING_DATA, ClassifyTask, DraftTask
+from resources.warehouse_url import mask_url, url_problem
 
+from .condition_checks import condition_problems, vocabulary
 from .spec import WorkflowSpec, validation_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("ingestion", "models", "enrichment", "governance", "kpis")
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError):
     """A family spec that cannot be loaded; one ``file: key.path: reason`` line per problem."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in problems]
-        super().__init__("\n".join(lines))
 
 
 def display_path(path: Path) -> str:
@@ -205,8 +204,16 @@ def _resolve(spec: WorkflowSpec, root: Path, source: str, known_models: set[str]
     for name, lk in spec.context.items():
         if lk.file is not None:
             need_file(f"context.{name}.file", lk.file)
-        elif lk.sql is not None and lk.sql.url_env and not os.getenv(lk.sql.url_env):
-            pass  # read at run time; a missing variable fails that run naming it
+        elif lk.sql is not None:
+            # an unset url_env is read at run time (that run fails naming it); a URL given now must work
+            url = lk.sql.url or os.getenv(lk.sql.url_env or "")
+            problem = url_problem(url) if url else None
+            if problem:
+                key, var = ("url", "") if lk.sql.url else ("url_env", f"environment variable {lk.sql.url_env}: ")
+                problems.append((f"context.{name}.sql.{key}", f"{var}{mask_url(url)}: {problem}"))
+    hook = spec.dispatch.webhook_url_env
+    if hook and os.getenv(hook) and (problem := http_url_problem(os.environ[hook])):
+        problems.append(("dispatch.webhook_url_env", f"environment variable {hook}: {problem}"))
     if spec.source.sample is not None and not (root / spec.source.sample).is_dir():
         problems.append(("source.sample", f"folder {spec.source.sample!r} not found in {display_path(root)}"))
 
@@ -225,12 +232,14 @@ def _resolve(spec: WorkflowSpec, root: Path, source: str, known_models: set[str]
 
     known = _value_types(spec, tasks)
     sample = _sample_values(spec, tasks)
+    members, values = vocabulary(spec, tasks)
     policy: list[PolicyRuleProgram] = []
     for i, rule in enumerate(spec.policy):
         try:
             condition = compile_condition(rule.when, known)
             _type_check(condition, sample)
             policy.append(PolicyRuleProgram(i, condition, rule.action, rule.reason))
+            problems += [(f"policy[{i}].when", p) for p in condition_problems(rule.when, members, values)]
         except ConditionError as exc:
             problems.append((f"policy[{i}].when", str(exc)))
     label_rules: dict[str, list[Condition | None]] = {}
@@ -250,6 +259,8 @@ def _resolve(spec: WorkflowSpec, root: Path, source: str, known_models: set[str]
                     condition = compile_condition(rule.when, visible)
                     _type_check(condition, sample)
                     compiled.append(condition)
+                    problems += [(f"tasks.{name}.rules[{j}].when", p)
+                                 for p in condition_problems(rule.when, members, values)]
                 except ConditionError as exc:
                     problems.append((f"tasks.{name}.rules[{j}].when", str(exc)))
                     compiled.append(None)

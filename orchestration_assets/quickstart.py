@@ -23,7 +23,17 @@ freshness:
 concurrency:
   pools:
     granularity: op
-    default_limit: 4
+    default_limit: 4   # steps calling remote models at once (pool model_calls), across all runs
+# The daemon (`dagster dev`) watches runs: none stays STARTING or CANCELING, or runs, forever, and
+# the pool slots a finished run still holds are freed. run_health_sensor adds what the local run
+# launcher cannot see: runs whose process is gone, and steps waiting on a pool too long.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_runtime_seconds: 7200            # per run; a run tag dagster/max_runtime overrides it
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 30
 """
 
 # step-by-step DEBUG events go to the run's log in the UI; the terminal shows warnings and errors
@@ -51,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from .family import SpecError
+    from resources.configuration import ConfigError
 
     try:
         from .definitions import build_definitions
@@ -59,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
 
         families = load_families(Path(__file__).resolve().parent / "defs")
         defs = build_definitions()
-    except SpecError as exc:
-        print(f"the family spec is invalid:\n{exc}", file=sys.stderr)
+    except ConfigError as exc:  # a family spec, the model catalog or an environment setting
+        print(f"the configuration is invalid:\n{exc}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
+    from sensors.run_health import recover_at_start
+
+    recover_at_start(instance)  # no daemon watches in-process runs: free what killed ones still hold
     print(f"DAGSTER_HOME={home}")
     failed: list[str] = []
     started = time.perf_counter()

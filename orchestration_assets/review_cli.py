@@ -18,20 +18,32 @@ import re
 import sys
 from pathlib import Path
 
+from resources.configuration import ConfigError
 from resources.warehouse import Warehouse
+from resources.warehouse_url import WarehouseError
 
 from .core.review import ReviewDecision, ReviewError, read_review_decisions, record_decision, review_queue
 from .family import SpecError
 from .inputs import whole_table
 from .loading import find_family
 
-# terminal control sequences in record text must not reach the reviewer's terminal
-# (whole CSI / OSC sequences first, so no remnant such as "[2J" is left; then any single control character)
-_CONTROL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Record text (and a model's answer) must not drive the reviewer's terminal: whole escape sequences go
+# first, so no remnant such as "[2J" or an OSC payload is left (CSI; OSC, DCS, SOS, PM and APC strings;
+# two-character escapes), in their 7-bit and 8-bit forms; then any other C0/C1 control character, and
+# the Unicode bidi overrides and isolates that make a terminal show text in another order than it is.
+_SEQUENCES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_BREAKS = re.compile(r"[\t\n\u2028\u2029]")
 
 
 def _safe(value: object, width: int = 60) -> str:
-    text = _CONTROL.sub("", "" if value is None else str(value)).replace("\n", " ")
+    """``value`` as one line of inert text, at most ``width`` characters."""
+    text = _CONTROLS.sub("", _SEQUENCES.sub("", "" if value is None else str(value)))
+    text = _BREAKS.sub(" ", text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -63,7 +75,12 @@ def cmd_queue(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     edited = args.edited_text
     if args.edited_text_file:
-        edited = Path(args.edited_text_file).read_text(encoding="utf-8")
+        try:
+            edited = Path(args.edited_text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read --edited-text-file {_safe(args.edited_text_file, 500)}: "
+                  f"{_safe(getattr(exc, 'strerror', None) or exc, 500)}", file=sys.stderr)
+            return 2
     try:
         family = find_family(args.family, args.defs)
         decision = ReviewDecision(record_id=args.record_id, decision=args.decision, reviewer=args.reviewer,
@@ -105,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, WarehouseError) as exc:  # a spec, a setting, or a warehouse that cannot be reached
+        print("\n".join(f"error: {_safe(line, 2000)}" for line in str(exc).splitlines()), file=sys.stderr)
         return 2
 
 

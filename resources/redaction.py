@@ -1,10 +1,13 @@
 """PII detection and redaction: emails, phone numbers, card numbers and IBANs.
 
-Plain regular expressions plus checksums, no model and no network:
+Regular expressions plus checksums and numbering-plan metadata, no model and no network:
 
 - ``EMAIL``: ``local@domain.tld``.
-- ``PHONE``: international (``+44 20 7946 0123``, ``+1 (212) 555-0123``) and national formats
-  (``(415) 555-0123``, ``415.555.0123``, ``(020) 7946 0123``, ``07700 900123``), 8-15 digits.
+- ``PHONE``: international (``+44 20 7946 0123``, ``0044 20 7946 0123``, ``+44 (0)20 7946 0123``,
+  ``+1 (212) 555-0123``) and national formats (``(415) 555-0123``, ``415.555.0123``,
+  ``1-800-555-0199``, ``(020) 7946 0123``, ``020 7946 0123``, ``07700 900123``), 8-15 digits; a bare
+  run of 10-11 digits (``4155550123``, ``07911123456``) only when it is a valid number of the North
+  American or UK numbering plan (checked with ``phonenumbers``).
 - ``CARD``: 13-19 digits, optionally grouped by spaces or dashes, that pass the Luhn check.
 - ``IBAN``: two letters, two check digits, then 11-30 alphanumerics (optionally in groups of
   four) that pass the ISO 13616 mod-97 check.
@@ -29,10 +32,12 @@ _IBAN = r"(?P<IBAN>\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?
 _CARD = r"(?P<CARD>(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w]|-\d))"
 _PHONE = (
     r"(?P<PHONE>(?<![\w/.+-])(?:"
-    r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # +44 20 7946 0123, +1 (212) 555-0123
+    r"(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # +44 20 7946 0123, 0044 (0)20 ...
+    r"|1[ .-]?\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|1[ .-]\d{3}[ .-]\d{3}[ .-]\d{4}"  # 1 (800) 555-0199, 1-800-555-0199
     r"|\(\d{2,5}\)[ .-]?\d{3,4}[ .-]?\d{3,4}"  # (415) 555-0123, (020) 7946 0123
     r"|\d{3}[ .-]\d{3}[ .-]\d{4}"  # 415-555-0123, 415.555.0123
-    r"|0\d{3,4}[ ]\d{3}[ ]?\d{3,4}"  # 07700 900123
+    r"|0\d{2,4}[ ]\d{3,4}[ ]?\d{3,4}"  # 020 7946 0123, 07700 900123, 0161 496 0000
+    r"|(?P<PLAIN>\d{10,11})"  # 4155550123, 07911123456: only when a numbering plan has the number
     r")(?![\w-]|[.,]\d))"
 )
 # order matters: a card number is tried before the phone pattern at the same position
@@ -103,18 +108,45 @@ def find_pii(text: str) -> list[tuple[str, tuple[int, int]]]:
                 found.append((kind, span))
         elif kind == "CARD":
             digits = _NON_DIGIT.sub("", m.group())
-            if 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1:
+            # no payment card number starts with 0, and 0044 7911 123456 may pass the Luhn check by chance
+            if 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_ok(digits) and len(set(digits)) > 1:
                 found.append((kind, (start, end)))
             else:
                 # not a card: it may still hold a phone number (e.g. "+1 415 555 0123" has no '+' here)
                 phone = _PHONE_ONLY.match(text, start)
-                if phone and 8 <= sum(ch.isdigit() for ch in phone.group()) <= 15:
+                if phone and _is_phone(phone):
                     found.append(("PHONE", phone.span()))
-        else:  # PHONE
-            n = sum(ch.isdigit() for ch in m.group())
-            if 8 <= n <= 15:
-                found.append((kind, (start, end)))
+        elif _is_phone(m):
+            found.append((kind, (start, end)))
     return found
+
+
+def _is_phone(m: re.Match) -> bool:
+    if m.group("PLAIN"):
+        return not _ID_BEFORE.search(m.string, max(0, m.start() - 24), m.start()) and _dialable(m.group("PLAIN"))
+    return 8 <= sum(ch.isdigit() for ch in m.group("PHONE")) <= 15
+
+
+# a bare digit run right after one of these words is the id it names, not a phone number
+_ID_BEFORE = re.compile(r"(?i)(?:\b(?:order|invoice|ref|reference|lot|batch|sku|serial|tracking|job|case|id)"
+                        r"\s*(?:no\.?|number|#|:)?|#)\s*$")
+
+
+# A run of 10 or 11 bare digits is as often an id, a timestamp or an amount as a phone number: it
+# is one only when a numbering plan says so (Google's libphonenumber metadata): a leading 0 is the
+# trunk prefix of a national number (read as UK), any other start a North American number. An
+# epoch time (1732961234) or an id such as 1234567890 has no such area code and stays.
+_PLAN_REGIONS = {"0": "GB", "": "US"}
+
+
+def _dialable(digits: str) -> bool:
+    import phonenumbers  # here: most texts have no bare digit run, and the metadata loads per region
+
+    region = _PLAN_REGIONS["0" if digits.startswith("0") else ""]
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(digits, region))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def redact(text: str) -> RedactionResult:

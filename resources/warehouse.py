@@ -16,6 +16,8 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from resources.warehouse_url import check_url, report_connect_failures
+
 PARTITION_COLUMN = "_partition"
 SCHEMA_TABLE = "_column_types"
 
@@ -48,12 +50,16 @@ def engine_for(url: str) -> sa.Engine:
 
 
 def _make_engine(url: str) -> sa.Engine:
+    check_url(url)  # a missing driver or a bad URL: one error naming WAREHOUSE_URL, not an ImportError per step
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+        report_connect_failures(engine)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    report_connect_failures(engine)
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test

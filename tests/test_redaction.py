@@ -71,6 +71,36 @@ def test_no_false_positives_on_look_alike_numbers(text):
     assert redact(text).text == text
 
 
+# the formats an adversarial probe sent to the external provider unredacted: bare 10-11 digits,
+# 1-800 numbers, UK numbers with spaces or the 0044 prefix, other 00-prefixed international numbers
+MISSED_PHONES = [
+    "4155550123", "2125550188", "18005550199", "1-800-555-0199", "1 (800) 555-0199", "1.800.555.0199",
+    "1 800 555 0199", "020 7946 0123", "0113 496 0321", "07911123456", "02079460123", "0044 20 7946 0123",
+    "0044 7911 123456", "0044 (0)20 7946 0123", "+44 (0)20 7946 0123", "0049 30 12345678", "0033 1 42 68 53 00",
+]
+
+
+@pytest.mark.parametrize("phone", MISSED_PHONES)
+def test_common_phone_formats_are_redacted(phone):
+    text = f"Please call me back on {phone} after 5pm."
+    assert [(k, text[s:e]) for k, (s, e) in find_pii(text)] == [("PHONE", phone)]
+    assert redact(text).text == "Please call me back on [PHONE] after 5pm."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The export ran at 1732961234 (unix time) as job 1234567890.",
+        "Order 2026118842 was placed twice; order no. 4155550123 too, and ref: 02079460123.",
+        "Account 0000000000 is a placeholder, like 9999999999 and #2026118842.",
+        "Lot 12345678901, batch 98765432109 and SKU 4006381333931.",
+        "Shipment 00340434161094042557 and serial 0123 4567 89; part 012 345 6789-B.",
+    ],
+)
+def test_bare_digit_ids_and_timestamps_are_not_phone_numbers(text):
+    assert find_pii(text) == [] and redact(text).text == text
+
+
 def test_checksums():
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert iban_ok("GB82WEST12345698765432") and not iban_ok("GB82WEST12345698765433")

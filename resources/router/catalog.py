@@ -34,27 +34,32 @@ Loading is cheap (YAML and pydantic only, no SDK import): definitions call it at
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from resources.configuration import ConfigError, http_url_problem
 from resources.router.routes import LOCAL
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CATALOG_PATH = PROJECT_ROOT / "resources" / "models.default.yaml"
 CATALOG_ENV = "MODELS_CONFIG"
 StructuredOutput = Literal["json_schema", "json_object", "none"]
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# the body of each call is built from these; a catalog that set them would send another model or prompt
+RESERVED_PARAMS = ("model", "messages", "response_format")
+# (low, high, type): max_tokens also sizes what a budget reserves before each call
+NUMERIC_PARAMS: dict[str, tuple[float, float, type | tuple[type, ...]]] = {
+    "max_tokens": (1, 1_000_000, int), "max_completion_tokens": (1, 1_000_000, int),
+    "temperature": (0, 2, (int, float)), "top_p": (0, 1, (int, float)),
+}
 
 
-class CatalogError(ValueError):
+class CatalogError(ConfigError):
     """The model catalog file is missing, not YAML, or fails validation; one line per problem."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in problems))
 
 
 class _Strict(BaseModel):
@@ -88,6 +93,22 @@ class EndpointConfig(_Strict):
     cooldown: Cooldown = Cooldown()
     headers: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        # the SDK accepts any string and every call then fails mid-run, after the free steps have run
+        problem = http_url_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(f"{v!r}: {problem}")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.match(v):
+            raise ValueError("not an environment variable name; give the variable's name, never the key itself")
+        return v
+
 
 class Price(_Strict):
     input_per_1m: float = Field(0.0, ge=0)
@@ -107,6 +128,21 @@ class ModelConfig(_Strict):
     structured_output: StructuredOutput = Field(
         "json_schema", description="json_schema: response_format with the task's schema; json_object; none"
     )
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        problems = [f"{k!r} is set by the router, not here" for k in v if k in RESERVED_PARAMS]
+        for key, (low, high, kind) in NUMERIC_PARAMS.items():
+            value = v.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+                what = "an integer" if kind is int else "a number"
+                problems.append(f"{key} must be {what} from {low} to {high}, got {value!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
     @property
     def max_tokens(self) -> int:
@@ -196,6 +232,8 @@ def load_catalog(path: str | Path | None = None) -> ModelCatalog:
     """Load and validate a model catalog file (see :func:`resolve_catalog_path` for the default)."""
     p = resolve_catalog_path(path)
     source = str(p)
+    if not path and os.environ.get(CATALOG_ENV):
+        source = f"{p} (from {CATALOG_ENV})"  # the user set a variable, not a path: name it
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
