@@ -34,7 +34,7 @@ serve: setup
 # Set up and run the whole test suite (unit, Dagster-level, conformance, chaos and end-to-end) on two
 # workers; a test file stays on one worker, so its module fixtures are built once
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=10
 
 bench: setup
 	$(PY) bench/enrichment.py
