@@ -83,9 +83,10 @@ def _make_engine(url: str) -> sa.Engine:
 
 
 def make_append_only(conn: sa.Connection, table: str) -> None:
-    """Database triggers that refuse UPDATE and DELETE on ``table`` (SQLite and PostgreSQL).
+    """Database triggers that refuse UPDATE, DELETE and (PostgreSQL) TRUNCATE on ``table``.
 
     For history tables (audit log, model alias history): rows can be added, never rewritten.
+    SQLite has no TRUNCATE (its ``DELETE FROM t`` fires the delete trigger).
     """
     if conn.dialect.name == "sqlite":
         for op in ("update", "delete"):
@@ -102,6 +103,12 @@ def make_append_only(conn: sa.Connection, table: str) -> None:
         conn.exec_driver_sql(
             f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
             FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"""
+        )
+        # TRUNCATE fires no row trigger: without a statement trigger it would empty the table silently
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+        conn.exec_driver_sql(
+            f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"""
         )
 
 

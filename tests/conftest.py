@@ -21,6 +21,9 @@ def pytest_addoption(parser):
                     help="defs folder whose families the conformance suite checks (default: the project's)")
     group.addoption("--conformance-rows", type=int, default=int(os.getenv("CONFORMANCE_ROWS", "120")),
                     help="rows of each family's sample batch the conformance suite runs (default 120)")
+    group.addoption("--conformance-warehouse-url", default=os.getenv("CONFORMANCE_WAREHOUSE_URL", ""),
+                    help="warehouse the conformance runs write to, e.g. postgresql+psycopg://... "
+                         "(default: a temp SQLite file per family)")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 import subprocess
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def test_bad_settings_fail_the_load_naming_each_variable(tmp_path, monkeypatch):
 def test_a_warehouse_url_whose_driver_or_dialect_is_missing_fails_the_load(monkeypatch, url, expected):
     driver = url.split("://")[0].partition("+")[2]
     if driver and importlib.util.find_spec(driver):
-        pytest.skip(f"{driver} is installed here")
+        # installed here (psycopg comes with the test extra): hidden, as on a machine without it
+        monkeypatch.setitem(sys.modules, driver, None)
     monkeypatch.setenv("WAREHOUSE_URL", url)
     with pytest.raises(ConfigError) as err:
         platform_defs()

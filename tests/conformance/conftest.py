@@ -2,6 +2,7 @@
 
     .venv/bin/pytest tests/conformance                       # the bundled families
     .venv/bin/pytest tests/conformance --defs path/to/defs   # your own families
+    .venv/bin/pytest tests/conformance --conformance-warehouse-url postgresql+psycopg://...  # on your database
 
 For each family, the first file of its ``source.sample`` folder (its first ``--conformance-rows``
 rows) goes through the whole workflow twice in-process, on temp resources, with a secret API key
@@ -72,10 +73,13 @@ def family_run(request, conformance_instance, model_dir) -> FamilyRun:
     return _RUNS[name]
 
 
-def _run_family(config, name: str, instance, model_dir: Path) -> FamilyRun:
+def _run_family(config, name: str, instance, model_dir: Path, warehouse_url: str = "",
+                rows: int | None = None) -> FamilyRun:
+    """The family's sample batch run twice; on ``warehouse_url`` (or ``--conformance-warehouse-url``) if given."""
     from orchestration_assets.core.records import parse_file
     from orchestration_assets.loading import family_definitions
     from resources.router.resource import ModelRouter
+    from resources.warehouse import Warehouse
     from tests.conformance.guarantees import snapshot
     from tests.workflow import copy_batch, inbox_of, run_workflow, sample_files, temp_resources
 
@@ -84,8 +88,10 @@ def _run_family(config, name: str, instance, model_dir: Path) -> FamilyRun:
     if not samples:
         pytest.skip(f"{name}: no sample batch (source.sample); the conformance suite runs one through the family")
     root = Path(tempfile.mkdtemp(prefix=f"conformance-{name}-"))
-    resources = temp_resources(root, model_dir, router=ModelRouter(api_key=SECRET))
-    batch = copy_batch(samples[0], inbox_of(family, resources), n=config.getoption("--conformance-rows"))
+    url = warehouse_url or config.getoption("--conformance-warehouse-url")
+    resources = temp_resources(root, model_dir, router=ModelRouter(api_key=SECRET),
+                               **({"warehouse": Warehouse(url=url)} if url else {}))
+    batch = copy_batch(samples[0], inbox_of(family, resources), n=rows or config.getoption("--conformance-rows"))
     rows_in = parse_file(batch, family.record, family.spec.source.formats).rows_in
     defs = family_definitions([family], resources)
     run = FamilyRun(family, defs, resources, instance, batch.name, rows_in, root)
