@@ -18,7 +18,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from resources.registry import ModelRegistry, RegistryError, default_actor
-from resources.warehouse import default_warehouse_url, engine_for, redact_url
+from resources.warehouse import default_warehouse_url, engine_for
+from resources.warehouse_url import mask_url
 
 LIST_COLUMNS = ["family", "task", "version", "alias", "provider", "model_id", "macro_f1", "rubric_score",
                 "training_rows", "created_by", "created_at", "alias_updated_at", "alias_reason"]
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _display(url: str) -> str:
     try:
-        return redact_url(url)
+        return mask_url(url)
     except sa.exc.ArgumentError:  # not a URL at all: say so without echoing what may hold a password
         return "(not a valid SQLAlchemy URL)"
 

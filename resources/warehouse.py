@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from resources.warehouse_url import check_url, report_connect_failures
+from resources.warehouse_url import check_url, mask_url, report_connect_failures
 
 PARTITION_COLUMN = "_partition"
 SCHEMA_TABLE = "_column_types"
@@ -112,11 +112,6 @@ def make_append_only(conn: sa.Connection, table: str) -> None:
         )
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, for logs and metadata."""
-    return sa.make_url(url).render_as_string(hide_password=True)
-
-
 class Warehouse(dg.ConfigurableResource):
     """The SQL database that holds every table; a SQLite file under the data dir by default.
 
@@ -135,7 +130,7 @@ class Warehouse(dg.ConfigurableResource):
 
     @property
     def display_url(self) -> str:
-        return redact_url(self.resolved_url)
+        return mask_url(self.resolved_url)
 
     # ---- reading ---------------------------------------------------------------------------
     def has_table(self, table: str) -> bool:

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from resources.registry import ModelRegistry, PromotionConflict, RegistryError, ensure_schema
 from resources.registry.schema import _old_release_message
-from resources.warehouse import Warehouse, engine_for, redact_url
+from resources.warehouse import Warehouse, engine_for
+from resources.warehouse_url import mask_url
 
 FAMILY, TASK = "support_triage", "category"
 
@@ -316,7 +317,7 @@ def test_tables_of_the_release_before_families_give_a_clear_error(url, capsys):
     with pytest.raises(RegistryError) as err:
         ModelRegistry(engine)
     message = str(err.value)
-    assert redact_url(url) in message and "model_versions" in message and "'family'" in message
+    assert mask_url(url) in message and "model_versions" in message and "'family'" in message
     assert "WAREHOUSE_URL" in message
     if url.startswith("sqlite"):
         assert "move the old file away" in message and sa.make_url(url).database in message

@@ -50,16 +50,17 @@ def _read_raw(name: str, spec: LookupSpec, root: Path) -> tuple[str, pd.DataFram
     url = sql.url or os.getenv(sql.url_env or "")
     if not url:
         raise ContextLookupError(f"context.{name}.sql.url_env: environment variable {sql.url_env} is not set")
-    from resources.warehouse import engine_for, redact_url
+    from resources.warehouse import engine_for
+    from resources.warehouse_url import mask_url
 
     query = sa.text(sql.query) if sql.query else sa.text(f"SELECT * FROM {sql.table}")
     try:
         with engine_for(url).connect() as conn:
             df = pd.read_sql(query, conn)
     except Exception as exc:  # noqa: BLE001 - any driver error: name the lookup and the (redacted) URL
-        raise ContextLookupError(f"context.{name}: cannot read from {redact_url(url)}: {type(exc).__name__}: "
+        raise ContextLookupError(f"context.{name}: cannot read from {mask_url(url)}: {type(exc).__name__}: "
                            f"{str(exc).splitlines()[0][:200]}") from None
-    return f"{sql.table or 'query'} at {redact_url(url)}", df.astype(object).where(df.notna(), None)
+    return f"{sql.table or 'query'} at {mask_url(url)}", df.astype(object).where(df.notna(), None)
 
 
 def validate_lookup(raw: pd.DataFrame, spec: LookupSpec, source: str) -> pd.DataFrame:

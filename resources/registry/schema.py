@@ -21,7 +21,8 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from resources.warehouse import make_append_only, redact_url
+from resources.warehouse import make_append_only
+from resources.warehouse_url import mask_url
 
 from .records import ALIASES, EXCLUSIVE_ALIASES, RegistryError
 
@@ -160,7 +161,7 @@ def _columns(insp: sa.Inspector, table: str) -> set[str]:
 
 
 def _old_release_message(engine: sa.Engine, tables: list[str]) -> str:
-    where = redact_url(engine.url.render_as_string(hide_password=False))
+    where = mask_url(engine.url.render_as_string(hide_password=False))
     if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         fix = (f"move the old file away (e.g. `mv {engine.url.database} {engine.url.database}.old`) "
                "or point WAREHOUSE_URL at a new database")
