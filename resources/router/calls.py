@@ -1,8 +1,10 @@
 """One remote call for one item: retries with backoff, cooldown, budget reservation, rate limits.
 
 The order inside an attempt matters: the concurrency slots are taken first, then the endpoint's
-cooldown and the budget are checked (a refused call is never sent and never waits), then the RPM /
-TPM buckets are waited for, then the request goes out. Retries (tenacity) honor the server's
+cooldown and the budget are checked (a refused call is never sent), then the RPM / TPM limits are
+waited for, then the request goes out. The budget reserves the call's worst case: its prompt's
+UTF-8 bytes bound its tokens (byte-level BPE tokenizers never make more tokens than bytes) plus the
+full ``max_tokens`` output; a call that then cost more is logged and counted (``llm.budget_overruns``). Retries (tenacity) honor the server's
 ``Retry-After`` up to ``max_retry_after_s``; a longer one is not waited for. Every attempt sent is
 written to the batch's journal with what it cost; an attempt the endpoint refused for its API key
 (401/403) is not retried, and is counted apart so the run's spend check can fail on it.
@@ -55,6 +57,17 @@ class ItemTrace:
         self.cost_usd += cost
 
 
+def worst_case_tokens_in(call: PreparedCall) -> int:
+    """An upper bound on the prompt's tokens: its UTF-8 bytes (schema included) plus the chat framing."""
+    size = sum(len((m.get("content") or "").encode("utf-8")) for m in call.messages) + call.prompt.extra_chars
+    return max(call.est_tokens_in, size + 8 * len(call.messages) + 8)
+
+
+def call_lifetime(cfg: EndpointConfig) -> float:
+    """Seconds a reservation must stay covered: one attempt's timeout, and the bookkeeping around it."""
+    return cfg.timeout_s + 5.0
+
+
 def wait_policy(cfg: EndpointConfig):
     """Exponential backoff with jitter, or the server's ``Retry-After`` when it sent one."""
     expo = wait_exponential_jitter(initial=cfg.backoff.initial_s, max=cfg.backoff.max_s, jitter=cfg.backoff.jitter_s)
@@ -97,8 +110,9 @@ async def call_with_retries(
 ) -> tuple[CallOutcome | None, str | None]:
     """The outcome of the first successful attempt, or None and the reason the call failed."""
     cfg = endpoint.cfg
-    est_cost = provider.estimate_cost(call)
+    est_cost = provider.model.price.cost(worst_case_tokens_in(call), provider.model.max_tokens)
     est_tokens = call.est_tokens_in + provider.model.max_tokens
+    lasting = call_lifetime(cfg)
     last_error: list[ProviderCallError] = []
     sent = 0
 
@@ -117,14 +131,19 @@ async def call_with_retries(
                 async with ctx.global_slots, endpoint_slots:
                     if endpoint.cooling():
                         raise Refused("cooldown")
-                    if not ctx.budget.try_reserve(est_cost):
+                    if not await ctx.budget.reserve(est_cost, lasting):
                         _warn_budget(ctx)
                         raise Refused("budget")
                     try:
                         await endpoint.throttle(est_tokens)
+                        covered = ctx.budget.still_covered(lasting)
                     except BaseException:
                         ctx.budget.settle(est_cost, 0.0)
                         raise
+                    if not covered:  # the hold could not be renewed while the limits were waited for
+                        ctx.budget.settle(est_cost, 0.0)
+                        _warn_budget(ctx)
+                        raise Refused("budget")
                     trace.attempts += 1
                     sent += 1
                     ctx.stats.calls += 1
@@ -134,7 +153,7 @@ async def call_with_retries(
                         outcome = await provider.acall(client, call)
                     except ProviderCallError as err:
                         actual = provider.model.price.cost(err.tokens_in, err.tokens_out)
-                        ctx.budget.settle(est_cost, actual)
+                        _settle(ctx, provider, est_cost, actual)
                         ctx.paid(trace, provider, err.tokens_in, err.tokens_out, actual,
                                  refused=err if err.kind == "auth" else None)
                         last_error[:] = [err]
@@ -148,7 +167,7 @@ async def call_with_retries(
                     except BaseException:  # cancelled mid-call: the reservation is released, nothing spent
                         ctx.budget.settle(est_cost, 0.0)
                         raise
-                    ctx.budget.settle(est_cost, outcome.result.cost_usd)
+                    _settle(ctx, provider, est_cost, outcome.result.cost_usd)
                     ctx.paid(trace, provider, outcome.tokens_in, outcome.tokens_out, outcome.result.cost_usd)
                     endpoint.record_success()
                     return outcome, None
@@ -158,6 +177,15 @@ async def call_with_retries(
     except ProviderCallError as err:
         return None, err.kind
     return None, last_error[0].kind if last_error else "unavailable"  # pragma: no cover
+
+
+def _settle(ctx: CallContext, provider: OpenAIProvider, reserved: float, actual: float) -> None:
+    if not ctx.budget.settle(reserved, actual):
+        ctx.stats.budget_overruns += 1
+        ctx.log.warning(
+            f"budget: a call to {provider.name!r} (model {provider.model.model}) cost ${actual:.6f}, more than "
+            f"its reserved worst case ${reserved:.6f}; check the model's price and max_tokens in the catalog"
+        )
 
 
 def _warn_budget(ctx: CallContext) -> None:

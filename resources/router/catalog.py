@@ -23,6 +23,11 @@ key). Which model answers which task is not here: each family declares it (``rou
     ``{enabled, table}``: the content-hash cache of answers in the warehouse.
 ``ledger_table``
     The spend ledger the budgets and the spend check read.
+``rate_limits``
+    ``{shared, redis_url_env}``: where the endpoints' ``rpm`` / ``tpm`` windows shared by every
+    process live: ``auto`` (default: Redis when the env var ``redis_url_env``, default
+    ``RATE_LIMIT_REDIS_URL``, is set, else the warehouse), ``redis``, ``warehouse`` or ``process``
+    (each session alone). See :mod:`resources.router.rates`.
 
 A bad file fails with one line per problem naming the file, the key path and the reason::
 
@@ -155,6 +160,12 @@ class CacheConfig(_Strict):
     table: str = Field("llm_cache", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class RateLimitsConfig(_Strict):
+    shared: Literal["auto", "redis", "warehouse", "process"] = "auto"
+    redis_url_env: str = Field("RATE_LIMIT_REDIS_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                               description="env var holding the Redis URL (it may hold a password)")
+
+
 class _ReferenceErrors(ValueError):
     """Problems that span keys (a model naming an unknown endpoint); reported one per key path."""
 
@@ -172,6 +183,7 @@ class ModelCatalog(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
     ledger_table: str = Field("llm_spend", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
 
     @model_validator(mode="after")
     def _references(self) -> "ModelCatalog":

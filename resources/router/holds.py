@@ -11,7 +11,21 @@ transaction, and the last one deletes it, so spend is never counted twice (ledge
 at all. Holds grow in chunks (doubling), so a batch of a thousand calls takes about ten
 transactions, not a thousand.
 
-A hold of a process that died lapses after ``ttl_s`` (one hour); what it had already spent is in the ledger.
+A hold only ever grows to cover calls whose worst case fits, so *ledger spend + live holds <=
+budget* at every instant, for any number of processes. A session that cannot get the room it needs
+gives its unused headroom back in the same transaction (the hold shrinks to what its unsettled calls
+may still cost), so the last dollars go to whichever process can use them, not to the first that
+grabbed a chunk.
+
+A live session renews its hold's expiry from the journal's writer loop; a hold of a process that
+died lapses after ``ttl_s`` (a minute by default, longer than any call may take), so a crash never
+blocks the budget for long; what it had already written is in the ledger, its last unwritten chunk
+(at most the journal's ``every`` calls or ``interval_s`` seconds) is not. A renewal that finds the
+hold lapsed does not resurrect it: it re-checks the caps like a new hold. Before each call the
+router asks :meth:`BudgetHolds.expires_in` to cover the call's longest possible duration, so a
+process that lost the warehouse stops sending before its hold can lapse under a call in flight.
+Expiry is wall-clock time: processes sharing a warehouse from several machines need synced clocks.
+
 Transactions on one family are serialised with a row lock (``SELECT ... FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE``, which the warehouse uses, serialises writers anyway).
 """
@@ -44,15 +58,28 @@ def locks_table(ledger: str) -> sa.Table:
     return sa.Table(f"{ledger}_locks", sa.MetaData(), sa.Column("family", sa.String(100), primary_key=True))
 
 
+def lock_row(conn: sa.Connection, locks: sa.Table, name: str) -> None:
+    """Serialise this transaction with every other one that locks ``name`` (created on first use)."""
+    c = locks.c.family
+    if conn.execute(sa.select(c).where(c == name).with_for_update()).first() is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(locks).values(family=name))
+        except sa.exc.IntegrityError:  # another process inserted it first
+            pass
+        conn.execute(sa.select(c).where(c == name).with_for_update())
+
+
 class BudgetHolds:
     """One session's hold on its family's budget."""
 
     def __init__(self, warehouse: Warehouse, ledger: str, *, family: str, run_id: str, per_run: float | None,
-                 per_day: float | None, ttl_s: float = 3600.0) -> None:
+                 per_day: float | None, ttl_s: float = 60.0) -> None:
         self.warehouse, self.family, self.run_id = warehouse, family, run_id
         self.per_run, self.per_day, self.ttl_s = per_run, per_day, ttl_s
         self.holder = uuid.uuid4().hex
         self.held = 0.0
+        self.expires_at = 0.0  # of the hold row as last written (epoch seconds)
         self._names = ledger
         self._ready = False
 
@@ -88,22 +115,20 @@ class BudgetHolds:
             return self._others(conn, utc_today())
 
     # ---- writes ----------------------------------------------------------------------------
+    def expires_in(self) -> float:
+        """Seconds the hold stays live if it is not renewed (0 without a hold row)."""
+        return self.expires_at - time.time()
+
     def lock(self, conn: sa.Connection) -> None:
         """Serialise this transaction with the family's other budget transactions."""
-        exists = conn.execute(sa.select(self.locks.c.family).where(self.locks.c.family == self.family)
-                              .with_for_update()).first()
-        if exists is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(sa.insert(self.locks).values(family=self.family))
-            except sa.exc.IntegrityError:  # another process inserted it first
-                pass
-            conn.execute(sa.select(self.locks.c.family).where(self.locks.c.family == self.family).with_for_update())
+        lock_row(conn, self.locks, self.family)
 
-    def extend(self, total: float) -> tuple[float, float, float]:
-        """Raise the hold towards ``total`` USD as far as the limits allow.
+    def extend(self, total: float, *, need: float = 0.0, committed: float = 0.0) -> tuple[float, float, float]:
+        """Set the hold to ``total`` USD, or as much of it as the limits allow, and renew its expiry.
 
-        Returns (the hold now, others' run spend + holds, others' day spend + holds).
+        ``committed``: what this session's unsettled calls may still cost (the hold never goes below it).
+        When even ``need`` does not fit, the hold shrinks to ``committed``: headroom this session cannot
+        use goes back to the others. Returns (the hold now, others' run spend + holds, others' day ...).
         """
         day = utc_today()
         self.ready()
@@ -115,18 +140,22 @@ class BudgetHolds:
                 caps.append(self.per_run - others_run)
             if self.per_day is not None:
                 caps.append(self.per_day - others_day)
-            new = max(self.held, min(caps))  # a hold never shrinks while calls may be in flight
-            self._write(conn, new, day)  # also pushes its expiry back
-        self.held = new
+            room = min(caps)
+            new = max(committed, room if room + _EPS >= need else committed)
+            expires_at = self._write(conn, new, day)
+        self.held, self.expires_at = new, expires_at
         return new, others_run, others_day
 
-    def _write(self, conn: sa.Connection, amount: float, day: str) -> None:
+    def _write(self, conn: sa.Connection, amount: float, day: str) -> float:
         h = self.holds
         values = {"family": self.family, "run_id": self.run_id, "day": day, "amount_usd": amount,
                   "expires_at": time.time() + self.ttl_s}
         updated = conn.execute(sa.update(h).where(h.c.holder == self.holder).values(**values)).rowcount
         if not updated:
             conn.execute(sa.insert(h).values(holder=self.holder, **values))
+        # lapsed holds of crashed processes go; nothing counts them any more
+        conn.execute(sa.delete(h).where(h.c.family == self.family, h.c.expires_at < time.time() - self.ttl_s))
+        return values["expires_at"]
 
     def resize(self, conn: sa.Connection, amount: float | None) -> None:
         """In ``conn`` (after :meth:`lock`): the hold becomes ``amount`` USD, or goes (None).
@@ -135,5 +164,9 @@ class BudgetHolds:
         """
         if amount is None:
             conn.execute(sa.delete(self.holds).where(self.holds.c.holder == self.holder))
+            self.expires_at = 0.0
         else:
             conn.execute(sa.update(self.holds).where(self.holds.c.holder == self.holder).values(amount_usd=amount))
+
+
+_EPS = 1e-12

@@ -34,11 +34,12 @@ class BatchJournal:
 
     def __init__(self, warehouse: Warehouse | None, *, ledger: str, cache: ResultCache, guard: BudgetGuard,
                  family: str, run_id: str, partition: str | None, task: str, every: int, interval_s: float,
-                 logger: Any = None) -> None:
+                 logger: Any = None, renew_margin_s: float = 0.0) -> None:
         self.warehouse, self.cache, self.guard = warehouse, cache, guard
         self.ledger = ledger_table(ledger)
         self.family, self.run_id, self.partition, self.task = family, run_id, partition, task
         self.every, self.interval_s = max(1, every), interval_s
+        self.renew_margin_s = renew_margin_s
         self.log = logger or log
         self._spend: list[Spend] = []
         self._answers: list[dict[str, Any]] = []
@@ -61,11 +62,16 @@ class BatchJournal:
             self._write_soft()
 
     async def keep_writing(self) -> None:
-        """Write what waits every ``interval_s``, also while every call in flight is slow to answer."""
+        """Write what waits every ``interval_s``, also while every call in flight is slow to answer;
+        and keep the budget hold live (renewed once less than ``renew_margin_s`` is left)."""
         while True:
             await asyncio.sleep(self.interval_s)
             if self.pending:
                 self._write_soft()
+            try:
+                self.guard.renew(self.renew_margin_s)
+            except sa.exc.SQLAlchemyError as exc:  # calls stop once the hold cannot cover them (calls.py)
+                self.log.warning(f"router: could not renew the budget hold ({type(exc).__name__}); retrying")
 
     def close(self) -> None:
         """The rest of the batch, and the hold goes with it; raises if the warehouse cannot take it."""

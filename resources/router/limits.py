@@ -1,7 +1,8 @@
 """What bounds remote calls: token-bucket rate limits, endpoint cooldowns, budget reservations.
 
 All three are per router session and loop-independent (plain monotonic-clock state, awaited with
-``asyncio.sleep``), so one session can run batches from several event loops in turn.
+``asyncio.sleep``), so one session can run batches from several event loops in turn. The rpm / tpm
+windows shared by all processes (:mod:`resources.router.rates`) come after the session's buckets.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ class RateLimiter:
 class EndpointState:
     """Per endpoint, per session: cooldown bookkeeping and rate limiters."""
 
-    def __init__(self, name: str, cfg: EndpointConfig) -> None:
+    def __init__(self, name: str, cfg: EndpointConfig, shared_rpm: Any = None, shared_tpm: Any = None) -> None:
         self.name, self.cfg = name, cfg
         self.consecutive_failures = 0
         self.cooldown_until = 0.0
         self.rpm = RateLimiter(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimiter(cfg.tpm) if cfg.tpm else None
+        self.shared_rpm, self.shared_tpm = shared_rpm, shared_tpm
 
     def cooling(self) -> bool:
         return time.monotonic() < self.cooldown_until
@@ -72,18 +74,26 @@ class EndpointState:
             await self.rpm.acquire(1)
         if self.tpm is not None:
             await self.tpm.acquire(tokens)
+        if self.shared_rpm is not None:
+            await self.shared_rpm.acquire(1)
+        if self.shared_tpm is not None:
+            await self.shared_tpm.acquire(tokens)
 
 
 class BudgetGuard:
     """A family's per-run and per-day limits as one session sees them.
 
-    Before each call the router reserves the call's worst-case cost (estimated input plus the full
-    ``max_tokens`` output); a call that does not fit is never sent. After the call the reservation
-    is settled with the actual cost. ``run_base`` / ``day_base`` hold what others spent or hold
-    (the family's ledger rows of this run / UTC day, and other sessions' live holds). With
+    Before each call the router reserves the call's worst-case cost (its prompt's token bound plus
+    the full ``max_tokens`` output); a call that does not fit is never sent. After the call the
+    reservation is settled with the actual cost. ``run_base`` / ``day_base`` hold what others spent
+    or hold (the family's ledger rows of this run / UTC day, and other sessions' live holds). With
     ``holds`` (:class:`~resources.router.holds.BudgetHolds`, when there is a warehouse), what this
     session reserves must also fit in its hold in the warehouse, which it raises in chunks as it
-    goes, so parallel steps of a family never spend the same dollar twice.
+    goes, so parallel steps and runs of a family never spend the same dollar twice.
+
+    A call that does not fit while this session's own calls are in flight waits for one of them to
+    settle (a settled call usually cost less than its worst case) before it is refused, so a budget
+    is used up to its last affordable call, not to the last call that fitted beside 32 worst cases.
     """
 
     def __init__(self, per_run: float | None, per_day: float | None, holds: Any = None) -> None:
@@ -95,11 +105,19 @@ class BudgetGuard:
         self.recorded = 0.0  # settled in the current batch and written to the ledger (part of the bases)
         self.reserved = 0.0  # in flight
         self.refused = 0
+        self.overruns = 0  # calls that cost more than their reserved worst case (a wrong price or bound)
+        self.overrun_usd = 0.0
         self.warned = False
+        self._waiters: list[asyncio.Future] = []
 
     @property
     def limited(self) -> bool:
         return self.per_run is not None or self.per_day is not None
+
+    @property
+    def committed(self) -> float:
+        """What this session's unwritten and in-flight calls cost or may still cost."""
+        return self.spent + self.reserved
 
     def remaining(self) -> float | None:
         """USD that may still be reserved; None = unlimited."""
@@ -110,27 +128,63 @@ class BudgetGuard:
             left.append(self.per_day - self.day_base - self.spent - self.reserved)
         return max(0.0, min(left)) if left else None
 
-    def try_reserve(self, amount: float) -> bool:
+    def try_reserve(self, amount: float, lasting: float = 0.0) -> bool:
+        """Reserve ``amount`` USD now if it fits, with the hold live for ``lasting`` more seconds."""
         if not self.limited:
             self.reserved += amount
             return True
-        need = self.spent + self.reserved + amount
-        if self.holds is not None and need > self.holds.held + _EPS:
+        need = self.committed + amount
+        holds = self.holds
+        if holds is not None and (need > holds.held + _EPS or holds.expires_in() < lasting):
             # grow the hold geometrically: a batch of N calls takes about log2(N) transactions
-            held, self.run_base, self.day_base = self.holds.extend(need + max(8 * amount, self.holds.held))
+            want = need + max(8 * amount, holds.held) if need > holds.held + _EPS else holds.held
+            held, self.run_base, self.day_base = holds.extend(want, need=need, committed=self.committed)
             if need > held + _EPS:
-                self.refused += 1
                 return False
         left = self.remaining()
         if left is not None and amount > left + _EPS:
-            self.refused += 1
             return False
         self.reserved += amount
         return True
 
-    def settle(self, reserved: float, actual: float) -> None:
+    async def reserve(self, amount: float, lasting: float = 0.0) -> bool:
+        """:meth:`try_reserve`, waiting for this session's calls in flight to settle before refusing."""
+        while not self.try_reserve(amount, lasting):
+            if self.reserved <= _EPS:
+                self.refused += 1
+                return False
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        return True
+
+    def still_covered(self, lasting: float) -> bool:
+        """After a wait (rate limits): whether the hold is still live for ``lasting`` seconds, renewing it."""
+        holds = self.holds
+        if holds is None or not self.limited or holds.expires_in() >= lasting:
+            return True
+        held, self.run_base, self.day_base = holds.extend(holds.held, need=self.committed, committed=self.committed)
+        return held + _EPS >= self.committed and holds.expires_in() >= lasting
+
+    def renew(self, margin: float) -> None:
+        """Push the hold's expiry back when less than ``margin`` seconds are left (the journal's writer calls it)."""
+        holds = self.holds
+        if holds is not None and holds.held > 0 and holds.expires_in() < margin:
+            _, self.run_base, self.day_base = holds.extend(holds.held, need=self.committed, committed=self.committed)
+
+    def settle(self, reserved: float, actual: float) -> bool:
+        """The call reserved ``reserved`` and cost ``actual``; False when it cost more than reserved."""
         self.reserved = max(0.0, self.reserved - reserved)
         self.spent += actual
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if actual > reserved + 1e-9:
+            self.overruns += 1
+            self.overrun_usd += actual - reserved
+            return False
+        return True
 
     def record(self, amount: float) -> None:
         """``amount`` of the batch's spend reached the ledger (and left the hold): it is the bases' now."""

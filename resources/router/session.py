@@ -35,12 +35,13 @@ from resources.concurrency import long_lived_heap_frozen, run_coroutine
 from resources.providers.base import Item, ModelProvider, TaskResult, content_hash, error_result
 from resources.providers.definition import TaskDefinition
 from resources.providers.openai import OpenAIProvider, scrub
-from resources.router.calls import CallContext, ItemTrace, call_with_retries
+from resources.router.calls import CallContext, ItemTrace, call_lifetime, call_with_retries
 from resources.router.catalog import ModelCatalog
 from resources.router.holds import BudgetHolds
 from resources.router.journal import BatchJournal
 from resources.router.ledger import ResultCache, ledger_spend, utc_today
 from resources.router.limits import BudgetGuard, EndpointState
+from resources.router.rates import shared_backend, shared_window
 from resources.router.routes import Budget, TaskRoute
 from resources.router.stats import RouterStats, TaskBatch
 from resources.warehouse import Warehouse
@@ -54,6 +55,9 @@ class RouterSession:
     # a crash loses at most the calls in flight plus this many attempts or seconds of them
     flush_every: int = 32
     flush_interval_s: float = 0.5
+    # False: the budget is read from the ledger at each batch's start and kept in this session only
+    # (the old behaviour, which lets parallel runs overspend); bench/budget_race.py's naive baseline
+    reserve_budget_in_warehouse: bool = True
 
     def __init__(
         self, catalog: ModelCatalog, *, family: str, routes: Mapping[str, TaskRoute], budget: Budget,
@@ -78,17 +82,33 @@ class RouterSession:
         self._secrets = [s for s in secrets if s]
         self._key_sources = dict(key_sources or {})  # endpoint -> where its key comes from, e.g. "env var X"
         self._stats = RouterStats()
-        self._endpoints = {name: EndpointState(name, cfg) for name, cfg in catalog.endpoints.items()}
+        self._endpoints = self._endpoint_states(catalog, warehouse)
         self._cache = ResultCache(warehouse, catalog.cache.table, catalog.cache.enabled)
         self._budget = BudgetGuard(budget.per_run_usd, budget.per_day_usd)
-        if warehouse is not None and self._budget.limited:
+        # a hold outlives any one call by a margin, so a renewal missed mid-call cannot lapse it
+        longest = max((call_lifetime(cfg) for cfg in catalog.endpoints.values()), default=0.0)
+        self._hold_ttl_s = max(60.0, 2 * longest + 10.0)
+        if warehouse is not None and self._budget.limited and self.reserve_budget_in_warehouse:
             self._budget.holds = BudgetHolds(warehouse, catalog.ledger_table, family=family, run_id=self.run_id,
-                                             per_run=budget.per_run_usd, per_day=budget.per_day_usd)
+                                             per_run=budget.per_run_usd, per_day=budget.per_day_usd,
+                                             ttl_s=self._hold_ttl_s)
         self._session_spent = 0.0
 
     def __repr__(self) -> str:
         return (f"RouterSession(family={self.family!r}, run_id={self.run_id!r}, partition={self.partition!r}, "
                 f"models={sorted(self.remote)})")
+
+    @staticmethod
+    def _endpoint_states(catalog: ModelCatalog, warehouse: Warehouse | None) -> dict[str, EndpointState]:
+        """Each endpoint's cooldown and limits; its rpm / tpm windows shared by every process (rates.py)."""
+        limited = any(cfg.rpm or cfg.tpm for cfg in catalog.endpoints.values())
+        backend = shared_backend(catalog, warehouse) if limited else ("process", None)
+
+        def window(name: str, cfg, kind: str, limit: int | None):
+            return shared_window(backend, catalog.ledger_table, name, cfg, kind, limit) if limit else None
+
+        return {name: EndpointState(name, cfg, window(name, cfg, "rpm", cfg.rpm), window(name, cfg, "tpm", cfg.tpm))
+                for name, cfg in catalog.endpoints.items()}
 
     def route(self, task: str) -> TaskRoute:
         return self.routes.get(task, TaskRoute())
@@ -132,7 +152,8 @@ class RouterSession:
             journal = BatchJournal(self.warehouse, ledger=self.catalog.ledger_table, cache=self._cache,
                                    guard=self._budget, family=self.family, run_id=self.run_id,
                                    partition=self.partition, task=task.name, every=self.flush_every,
-                                   interval_s=self.flush_interval_s, logger=self.log)
+                                   interval_s=self.flush_interval_s, logger=self.log,
+                                   renew_margin_s=self._hold_ttl_s - 10.0)
             try:
                 with long_lived_heap_frozen():
                     traces = run_coroutine(self._run_remote(

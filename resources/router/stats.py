@@ -23,13 +23,14 @@ class RouterStats(BaseModel):
     errors: int = 0  # results no provider could answer
     cooldowns: int = 0  # times an endpoint's cooldown opened
     auth_failures: int = 0  # calls an endpoint refused for their API key (401/403)
+    budget_overruns: int = 0  # calls that cost more than the worst case reserved for them (should stay 0)
     fallbacks_by_reason: dict[str, int] = Field(default_factory=dict)
     paths: dict[str, int] = Field(default_factory=dict)
     budget_remaining_usd: float | None = None
 
     def merge(self, other: "RouterStats") -> None:
         for name in ("items", "calls", "retries", "tokens_in", "tokens_out", "cache_hits", "redactions",
-                     "errors", "cooldowns", "auth_failures"):
+                     "errors", "cooldowns", "auth_failures", "budget_overruns"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd = round(self.cost_usd + other.cost_usd, 10)
         for attr in ("fallbacks_by_reason", "paths"):
@@ -75,6 +76,7 @@ class RouterStats(BaseModel):
             "llm.errors": self.errors,
             "llm.cooldowns": self.cooldowns,
             "llm.auth_failures": self.auth_failures,
+            "llm.budget_overruns": self.budget_overruns,
             "llm.fallbacks": self.fallbacks,
         }
         for reason, n in sorted(self.fallbacks_by_reason.items()):
