@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from .executors import executor_setting, platform_executor, workflow_run_config
 from .family import Family
 from .partitions import batches
 
@@ -41,6 +42,9 @@ def _keys(family: Family, *assets: str) -> dg.AssetSelection:
 
 def family_jobs(family: Family) -> list[dg.JobDefinition]:
     tags = {"family": family.name}
+    # the multi-step jobs run where the deployment says (PLATFORM_EXECUTOR, README "Production")
+    executor = executor_setting()
+    steps = platform_executor(executor)
     lookups = list(family.spec.context)
     classify = [t.name for t in family.tasks_of("classify")]
     jobs = [
@@ -51,10 +55,12 @@ def family_jobs(family: Family) -> list[dg.JobDefinition]:
             description=f"The whole {family.name} workflow for one batch: ingest, enrich, route, audit, review, "
                         "dispatch, KPIs.",
             tags={**tags, "workflow": "batch"},
-            config=PARALLEL_STEPS,
+            executor_def=steps,
+            config=workflow_run_config(executor, PARALLEL_STEPS),
         ),
         dg.define_asset_job(
-            name=family.job_name("ingest"), selection=_groups(family, "ingestion"), partitions_def=batches(family),
+            name=family.job_name("ingest"), executor_def=steps, selection=_groups(family, "ingestion"),
+            partitions_def=batches(family),
             description=f"Ingest one {family.name} batch and refresh its context lookups, with their data checks.",
             tags=tags,
         ),
