@@ -20,6 +20,15 @@ telemetry:
   enabled: false
 freshness:
   enabled: true
+# A dropped file's latency is the sum of sensor wait, queue, launch and run (bench/latency.py):
+# sensors tick in threads, so an inbox sensor is not held up behind every other sensor of every
+# family (the daemon loops every 5 s), and a queued run starts within a second, not up to 5 s
+# later (Dagster's default dequeue interval).
+sensors:
+  use_threads: true
+  num_workers: 4
+run_queue:
+  dequeue_interval_seconds: 1
 concurrency:
   pools:
     granularity: op

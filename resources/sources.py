@@ -10,6 +10,7 @@ renamed (rename is atomic within a folder, so the renamed file is complete).
 """
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +48,15 @@ class Inbox(dg.ConfigurableResource):
     """The folders where batch files (CSV or JSONL) arrive."""
 
     root: str = ""
-    # a file is taken once its size and mtime stayed the same this long, over two sensor ticks at least,
-    # so a plain `cp` still copying is never read half-written
+    # a file is taken once it has not been written to for this long: on the first sensor tick when its
+    # mtime is already that old (written elsewhere, then renamed or copied in with its times), else once
+    # two ticks saw the same size and mtime this long apart, so a plain `cp` still copying is never read
+    # half-written (every write moves the mtime forward)
     settle_seconds: float = 2.0
+    # batch files up to this size run their workflow in the run's own process (in-process executor):
+    # a process per step costs ~15 s (bench/latency.py), far more than a small batch's work; larger
+    # files get the job's parallel executor. 2 MB is ~5,000 records of 360-byte CSV rows. 0: never.
+    in_process_max_bytes: int = 2_000_000
 
     def folder(self, family: str, configured: str | None = None) -> Path:
         if configured:
@@ -64,10 +71,13 @@ class Inbox(dg.ConfigurableResource):
     def listing(folder: Path, suffixes: Iterable[str]) -> Listing:
         allowed = {s.lower() for s in suffixes}
         batches, unsupported, temporary = [], [], []
-        for p in sorted(folder.iterdir()):
-            if not p.is_file():
-                continue
-            if is_temporary(p.name):
+        # scandir knows a regular file without a stat, and names sort faster than Paths: the sensor
+        # lists its inbox every few seconds, however many files it holds
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if e.is_file())
+        for name in names:
+            p = folder / name
+            if is_temporary(name):
                 temporary.append(p)
             elif p.suffix.lower() in allowed:
                 batches.append(p)

@@ -25,7 +25,12 @@ SETTLE = 5.0
 
 
 class Ticks:
-    """The family's inbox sensor on an inbox of its own, ticking on a fake clock."""
+    """The family's inbox sensor on an inbox of its own, ticking on a fake clock.
+
+    The clock starts decades before the files' real mtimes, so to the sensor every file here was
+    just written and is taken by the two-tick rule; tests/test_inbox_latency.py sets mtimes on the
+    clock to test the first-tick rule for files already complete.
+    """
 
     def __init__(self, family, instance, root: Path, cursor: str | None = None):
         self.family, self.instance, self.now, self.cursor = family, instance, 1_000_000.0, cursor

@@ -181,7 +181,7 @@ def test_the_inbox_sensor_turns_each_new_file_into_a_partition_and_one_run(runs,
     def tick(cursor=None):
         return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
 
-    result = tick(tick().cursor)  # a file is taken once a second tick finds it unchanged
+    result = tick()  # settle_seconds=0 and written before the tick: complete, taken on first sight
     assert [r.partition_key for r in result.run_requests] == [first.name, second.name]
     assert [r.run_key for r in result.run_requests] == [f"inbox:{ST}:{first.name}", f"inbox:{ST}:{second.name}"]
     assert all(r.tags["family"] == ST for r in result.run_requests) and sensor.job_name == f"{ST}__workflow"
@@ -190,7 +190,7 @@ def test_the_inbox_sensor_turns_each_new_file_into_a_partition_and_one_run(runs,
     idle = tick(result.cursor)  # the same files, next tick: nothing to do
     assert not idle.run_requests and "no new batch files" in idle.skip_reason.skip_message
     copy_batch(sample_files(family)[0], inbox, n=3, name="batch-2026-12-02.csv")
-    later = tick(tick(result.cursor).cursor)
+    later = tick(result.cursor)
     assert [r.partition_key for r in later.run_requests] == ["batch-2026-12-02.csv"]
     assert sorted(json.loads(later.cursor)["files"]) == sorted([first.name, second.name, BATCH, "batch-2026-12-02.csv"])
 

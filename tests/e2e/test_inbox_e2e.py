@@ -1,8 +1,8 @@
 """End to end on a real `dagster dev` (webserver + daemon): a file dropped in a family's inbox is processed.
 
 The user's path with no clicks at all: the daemon runs the family's inbox sensor, which registers
-the file as a partition and launches the family's workflow job with its default run config (a
-process per step from a preloaded forkserver), and the batch comes out enriched, routed and audited.
+the file as a partition and launches the family's workflow job (a batch this small with the
+in-process executor, ``Inbox.in_process_max_bytes``), and the batch comes out enriched, routed and audited.
 """
 
 import pytest
