@@ -16,8 +16,12 @@ from resources.warehouse import Warehouse
 SAMPLE = 10
 
 
-def _load(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, family: Family) -> pd.DataFrame:
-    return warehouse.read_table(family.table("enriched_records"), partitions=[context.partition_key])
+def _load(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, family: Family, *columns: str) -> pd.DataFrame:
+    """The partition's rows, only the columns a check reads (a whole row decodes every JSON answer)."""
+    table = family.table("enriched_records")
+    present = warehouse.columns(table)
+    wanted = [c for c in dict.fromkeys(("record_id", *columns)) if c in present]
+    return warehouse.read_table(table, partitions=[context.partition_key], columns=wanted)
 
 
 def _sample(df: pd.DataFrame, cols: list[str]) -> dg.MetadataValue:
@@ -50,7 +54,7 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
                         description="Every enriched record's labels and enumerated fields are in their allowed sets: "
                                     + ", ".join(sorted(allowed)) + ".")
         def answers_in_allowed_sets(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-            df = _load(context, warehouse, family)
+            df = _load(context, warehouse, family, "status", *allowed)
             ok = df[df["status"] == "enriched"]
             bad_mask = pd.Series(False, index=ok.index)
             by_column = {}
@@ -71,7 +75,7 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
         @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="confidences_in_unit_interval",
                         description="Every confidence of an enriched record is a probability in [0, 1].")
         def confidences_in_unit_interval(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-            df = _load(context, warehouse, family)
+            df = _load(context, warehouse, family, "status", *confidences)
             ok = df[df["status"] == "enriched"]
             bad_mask = pd.Series(False, index=ok.index)
             for col in confidences:
@@ -90,7 +94,7 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
         def outputs_free_of_pii(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
             from resources.redaction import find_pii
 
-            df = _load(context, warehouse, family)
+            df = _load(context, warehouse, family, *(t.name for t in drafts))
             bad, checked = [], 0
             for t in drafts:
                 for rid, text in zip(df["record_id"], df[t.name]):
@@ -109,7 +113,8 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
             from orchestration_assets.core.guardrails import echoed_injection_phrases
             from orchestration_assets.core.items import texts
 
-            df = _load(context, warehouse, family)
+            df = _load(context, warehouse, family, "guardrail_violations",
+                       *(c for t in drafts for c in (t.name, *t.text_fields)))
             unflagged, echoing = [], 0
             for t in drafts:
                 sources = texts(df, t.text_fields)
@@ -131,7 +136,7 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
                     description=f"The share of records whose enrichment failed is at most {limit:.0%} "
                                 "(the spec's guardrails.max_failure_rate).")
     def failure_rate_below_threshold(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-        df = _load(context, warehouse, family)
+        df = _load(context, warehouse, family, "status", "failure_reason")
         failed = df[df["status"] != "enriched"]
         rate = len(failed) / len(df) if len(df) else 0.0
         return dg.AssetCheckResult(

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from resources.audit import natural_key, read_audit, record_changes
+from resources.audit import count_audit, natural_key, record_changes
 from resources.warehouse import Warehouse
 
 from . import inputs
@@ -121,8 +121,8 @@ def audit_asset(family: Family, routing: dg.AssetsDefinition) -> dg.AssetsDefini
         code_version = routing.code_versions_by_key.get(routing.key) or ""
         events = routing_audit_events(family, decisions, code_version, context.partition_key)
         inserted = record_changes(warehouse, events, ROUTING_STATE)
-        total = len(read_audit(warehouse, family=family.name, partition=context.partition_key,
-                               event_type="routing_decision"))
+        total = count_audit(warehouse, family=family.name, partition=context.partition_key,
+                            event_type="routing_decision")
         return dg.MaterializeResult(metadata={
             "decisions_seen": len(events),
             "rows_inserted": inserted,

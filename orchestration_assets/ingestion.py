@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 
 from resources.sources import Inbox
 from resources.warehouse import PARTITION_COLUMN, Warehouse
@@ -87,8 +88,7 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
         table = family.table("raw_records")
         seen: dict[str, str] = {}
         if warehouse.has_table(table) and not parsed.records.empty:
-            prior = warehouse.query(f'SELECT record_id, "{PARTITION_COLUMN}" FROM "{table}" WHERE "{PARTITION_COLUMN}" <> :p', p=key)
-            seen = dict(zip(prior["record_id"], prior[PARTITION_COLUMN]))
+            seen = ids_elsewhere(warehouse, table, key, parsed.records["record_id"].astype(str).tolist())
         parsed = quarantine_ids_seen_elsewhere(parsed, seen, family.id_field)
         records = parsed.records.copy()
         records["ingested_at"] = pd.Timestamp.now(tz="UTC")
@@ -127,6 +127,21 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
         })
 
     return batch
+
+
+def ids_elsewhere(warehouse: Warehouse, table: str, partition: str, ids: list[str]) -> dict[str, str]:
+    """Which of ``ids`` another partition of ``table`` already holds: {record id: that partition}.
+
+    Asked a chunk of ids at a time, so the read grows with the batch, not with every batch ever ingested.
+    """
+    tbl = sa.Table(table, sa.MetaData(), autoload_with=warehouse.engine)
+    seen: dict[str, str] = {}
+    with warehouse.engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            stmt = sa.select(tbl.c.record_id, tbl.c[PARTITION_COLUMN]).where(
+                tbl.c[PARTITION_COLUMN] != partition, tbl.c.record_id.in_(ids[start:start + 500]))
+            seen.update(conn.execute(stmt).all())
+    return seen
 
 
 def lookup_asset(family: Family, name: str) -> dg.AssetsDefinition:

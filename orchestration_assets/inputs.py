@@ -24,12 +24,20 @@ def answers(warehouse: Warehouse, family: Family, task: str, partition: str) -> 
     return df if len(df.columns) else pd.DataFrame(columns=["record_id", "input_hash"])
 
 
-def whole_table(warehouse: Warehouse, family: Family, asset: str) -> pd.DataFrame:
-    """Every partition of one of the family's tables (an empty frame before its first materialization)."""
+def whole_table(warehouse: Warehouse, family: Family, asset: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every partition of one of the family's tables (an empty frame before its first materialization).
+
+    ``columns``: only these (those the table has, and ``record_id``); every partition of a wide table
+    whole is the largest read of a run.
+    """
     table = family.table(asset)
     if not warehouse.has_table(table):
         return pd.DataFrame(columns=["record_id"])
-    return warehouse.read_table(table).drop(columns=["_partition"], errors="ignore")
+    wanted = None
+    if columns is not None:
+        present = set(warehouse.columns(table))
+        wanted = [c for c in dict.fromkeys(["record_id", *columns]) if c in present]
+    return warehouse.read_table(table, columns=wanted).drop(columns=["_partition"], errors="ignore")
 
 
 def item_names(family: Family, lookups: Iterable[str]) -> dict[str, str]:

@@ -8,7 +8,8 @@ from resources.registry.resource import ModelRegistryResource
 from resources.warehouse import Warehouse
 
 from .core.dispatch import backlog_stats, kpi_review as compute_kpi_review
-from .core.kpis import headline, kpi_by_model_version, kpi_daily, promotions_per_week
+from .core.kpis import (headline, kpi_by_model_version, kpi_by_model_version_columns, kpi_daily, kpi_daily_columns,
+                        promotions_per_week)
 from .core.review import read_review_decisions
 from .family import Family
 from .inputs import whole_table
@@ -28,7 +29,9 @@ def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Daily KPIs by model version; one row per (day, model version): throughput, automation / "
                           "review / escalation / failure rates, cost per record and per task, p50/p95 latency per task.")
     def daily(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-        df = kpi_daily(whole_table(warehouse, family, "routing_decisions"), whole_table(warehouse, family, "enriched_records"), tasks)
+        routed, enriched = kpi_daily_columns(tasks)
+        df = kpi_daily(whole_table(warehouse, family, "routing_decisions", routed),
+                       whole_table(warehouse, family, "enriched_records", enriched), tasks)
         return dg.Output(df, metadata={
             "dagster/row_count": len(df),
             **numeric(headline(df, tasks)),
@@ -43,7 +46,8 @@ def kpi_assets(family: Family) -> list[dg.AssetsDefinition]:
     def by_version(warehouse: Warehouse, registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
         reg = registry.get()
         history = reg.history(family=family.name, task=model_task.name)
-        df = kpi_by_model_version(whole_table(warehouse, family, "enriched_records"), model_task.name,
+        columns = kpi_by_model_version_columns(model_task.name, family.truth_field(model_task.name))
+        df = kpi_by_model_version(whole_table(warehouse, family, "enriched_records", columns), model_task.name,
                                   family.truth_field(model_task.name), read_review_decisions(warehouse, family.name),
                                   family.spec.review.relabel_task, history)
         champion = reg.champion(family.name, model_task.name) if model_task.type == "classify" else None

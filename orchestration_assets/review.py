@@ -14,17 +14,19 @@ from typing import Callable, Optional
 import dagster as dg
 import pandas as pd
 
-from resources.audit import record_event, record_events
+from resources.audit import record_events
 from resources.outbox import DispatchInterrupted, Outbox, read_ledger
 from resources.warehouse import Warehouse
 
 from .core.dispatch import (
     backlog_stats,
+    candidate_columns,
     delivered_outputs,
     delivery_drift,
     dispatch_audit_event,
     dispatch_audit_events,
     dispatch_candidates,
+    feedback_columns,
     feedback_rows,
 )
 from .core.review import (
@@ -35,6 +37,7 @@ from .core.review import (
     reconcile_audit,
     record_decision,
     review_queue,
+    review_queue_columns,
 )
 from .family import Family
 from .inputs import whole_table
@@ -95,8 +98,10 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Items waiting for a reviewer, oldest first: one row per human_review / escalate "
                           "record not yet decided, with its answers, reasons, model version and age.")
     def queue(warehouse: Warehouse) -> dg.MaterializeResult:
-        q = review_queue(family, whole_table(warehouse, family, "routing_decisions"),
-                         whole_table(warehouse, family, "enriched_records"), read_review_decisions(warehouse, family.name))
+        routed, enriched = review_queue_columns(family)
+        q = review_queue(family, whole_table(warehouse, family, "routing_decisions", routed),
+                         whole_table(warehouse, family, "enriched_records", enriched),
+                         read_review_decisions(warehouse, family.name))
         stats = backlog_stats(q)
         warehouse.replace_table(family.table("review_queue"), q)
         return dg.MaterializeResult(metadata={
@@ -112,7 +117,8 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Training rows from human review, one per decided record: relabels carry the "
                           "corrected label, approvals confirm the model's; the classifier retrains on them.")
     def feedback(warehouse: Warehouse) -> dg.MaterializeResult:
-        df = feedback_rows(family, read_review_decisions(warehouse, family.name), whole_table(warehouse, family, "enriched_records"))
+        df = feedback_rows(family, read_review_decisions(warehouse, family.name),
+                           whole_table(warehouse, family, "enriched_records", feedback_columns(family)))
         warehouse.replace_table(family.table("review_feedback"), df)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(df),
@@ -129,17 +135,19 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
     def dispatches(context: dg.AssetExecutionContext, warehouse: Warehouse, outbox: Outbox) -> dg.MaterializeResult:
         dispatch = family.spec.dispatch
         webhook = os.getenv(dispatch.webhook_url_env, "") if dispatch.webhook_url_env else ""
-        candidates = dispatch_candidates(family, whole_table(warehouse, family, "routing_decisions"),
-                                         whole_table(warehouse, family, "enriched_records"),
+        routed, enriched = candidate_columns(family)
+        candidates = dispatch_candidates(family, whole_table(warehouse, family, "routing_decisions", routed),
+                                         whole_table(warehouse, family, "enriched_records", enriched),
                                          read_review_decisions(warehouse, family.name))
         dispatcher = outbox.dispatcher(warehouse, family.name, dispatch.folder, webhook)
         run_is_over = ended_runs(context.instance)
 
-        def audit(delivery: dict) -> None:  # as soon as the ledger has it: a crash loses at most the one in flight
-            record_event(warehouse, dispatch_audit_event(family.name, delivery))
+        def audit(deliveries: list[dict]) -> None:  # as soon as the ledger has them: a crash loses at most those in flight
+            record_events(warehouse, pd.DataFrame([dispatch_audit_event(family.name, d) for d in deliveries]))
 
         try:
-            report = dispatcher.deliver(candidates, run_id=context.run_id, run_is_over=run_is_over, on_delivered=audit)
+            report = dispatcher.deliver(candidates, run_id=context.run_id, run_is_over=run_is_over,
+                                        on_delivered_many=audit)
         except DispatchInterrupted as exc:
             raise dg.Failure(description=str(exc), metadata={"in_doubt_record": exc.record_id}) from None
         if report.failed:

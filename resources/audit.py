@@ -104,9 +104,10 @@ def record_event(warehouse: Warehouse, event: Mapping[str, Any]) -> int:
 def _insert_new(warehouse: Warehouse, records: list[dict[str, Any]]) -> int:
     keys = [r["natural_key"] for r in records]
     with warehouse.engine.begin() as conn:
-        existing = set(
-            conn.execute(sa.select(audit_table.c.natural_key).where(audit_table.c.natural_key.in_(keys))).scalars()
-        ) if len(keys) <= 30000 else set(conn.execute(sa.select(audit_table.c.natural_key)).scalars())
+        existing: set[str] = set()
+        for start in range(0, len(keys), 500):  # by the unique index, never the whole log of every family
+            existing.update(conn.execute(sa.select(audit_table.c.natural_key)
+                                         .where(audit_table.c.natural_key.in_(keys[start:start + 500]))).scalars())
         new = [r for r in records if r["natural_key"] not in existing]
         for start in range(0, len(new), 5000):
             conn.execute(sa.insert(audit_table), new[start : start + 5000])
@@ -177,6 +178,16 @@ def _same(a: Any, b: Any) -> bool:
         return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
 
     return norm(a) == norm(b)
+
+
+def count_audit(warehouse: Warehouse, **filters: Any) -> int:
+    """How many audit rows match ``filters`` (column = value), counted by the database."""
+    ensure_audit_table(warehouse)
+    stmt = sa.select(sa.func.count()).select_from(audit_table)
+    for key, value in filters.items():
+        stmt = stmt.where(audit_table.c[key] == value)
+    with warehouse.engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
 
 
 def read_audit(warehouse: Warehouse, **filters: Any) -> pd.DataFrame:

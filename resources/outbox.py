@@ -20,7 +20,8 @@ folder is not written again, and the webhook is called again with the same idemp
 body (plain HTTP cannot tell whether the first call arrived, so receivers dedupe on the key).
 Nothing is lost and nothing is sent twice to the folder; the webhook sees at most one repeat,
 carrying the same key, per crashed item. Temp files a crashed write left behind are removed by
-the next delivery.
+the next delivery. Without a webhook the same three steps run a chunk of items at a time
+(:mod:`.outbox_chunks`): one transaction and one file-system flush per chunk instead of per item.
 """
 
 import contextlib
@@ -43,30 +44,9 @@ from .outbox_channels import (  # noqa: F401 - the notifier sends through the sa
     post_json,
     safe_file_name,
 )
-from .providers.base import content_hash
+from .outbox_chunks import CHUNK, ChunkedDelivery, ChunkInterrupted
+from .outbox_ledger import LEDGER_TABLE, Claim, ensure_ledger, ledger_table, payload_hash, read_ledger  # noqa: F401
 from .warehouse import Warehouse, data_dir
-
-LEDGER_TABLE = "dispatch_ledger"
-_meta = sa.MetaData()
-ledger_table = sa.Table(
-    LEDGER_TABLE,
-    _meta,
-    sa.Column("family", sa.String(100), primary_key=True),
-    sa.Column("record_id", sa.String(200), primary_key=True),  # with the family: the exactly-once key
-    sa.Column("status", sa.String(20), nullable=False),  # claimed / delivered / failed
-    sa.Column("claim_token", sa.String(64), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=True),
-    sa.Column("source", sa.String(40), nullable=True),
-    sa.Column("payload_hash", sa.String(64), nullable=True),
-    sa.Column("file_path", sa.Text, nullable=True),
-    sa.Column("webhook_status", sa.Integer, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=1),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("claimed_at", sa.String(40), nullable=False),
-    sa.Column("delivered_at", sa.String(40), nullable=True),
-    sa.Column("payload", sa.Text, nullable=True),  # JSON: stored when claimed, what went out once delivered
-)
-
 
 @dataclass
 class DeliveryReport:
@@ -102,39 +82,6 @@ class DispatchInterrupted(RuntimeError):
         self.record_id, self.report = record_id, report
 
 
-@dataclass(frozen=True)
-class Claim:
-    outcome: str  # new / recovered / retry when this dispatcher owns the record, else delivered / held
-    token: str | None = None
-    attempts: int = 1
-    sent_before: dict[str, Any] | None = None  # an in-doubt claim's payload: it may be out already
-
-
-def ensure_ledger(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        _meta.create_all(conn, tables=[ledger_table], checkfirst=True)
-        present = {c["name"] for c in sa.inspect(conn).get_columns(LEDGER_TABLE)}
-    if "payload" not in present:  # a ledger from before payloads were kept: its old rows keep none
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN payload TEXT"))
-        except sa.exc.DBAPIError:
-            with engine.connect() as conn:  # another process added it a moment ago
-                if "payload" not in {c["name"] for c in sa.inspect(conn).get_columns(LEDGER_TABLE)}:
-                    raise
-
-
-def read_ledger(engine: sa.Engine, status: str | None = None, family: str | None = None) -> pd.DataFrame:
-    ensure_ledger(engine)
-    stmt = sa.select(ledger_table).order_by(ledger_table.c.claimed_at, ledger_table.c.record_id)
-    if status:
-        stmt = stmt.where(ledger_table.c.status == status)
-    if family:
-        stmt = stmt.where(ledger_table.c.family == family)
-    with engine.connect() as conn:
-        return pd.read_sql(stmt, conn)
-
-
 def _now() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
 
@@ -157,14 +104,10 @@ def payload_of(family: str, item: Mapping[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def payload_hash(payload: Mapping[str, Any]) -> str:
-    return content_hash({k: v for k, v in payload.items() if k != "dispatched_at"})
-
-
 RunIsOver = Callable[[str], bool]  # run id -> has that run ended (so a claim it holds is in doubt)
 
 
-class Dispatcher:
+class Dispatcher(ChunkedDelivery):
     """Delivers items through the ledger protocol; plain Python, used by the ``Outbox`` resource."""
 
     def __init__(self, engine: sa.Engine, family: str, folder: Path, webhook_url: str = "", *, timeout: float = 10.0,
@@ -264,23 +207,61 @@ class Dispatcher:
 
     def deliver(self, items: pd.DataFrame | Iterable[Mapping[str, Any]], *, run_id: str | None = None,
                 on_delivered: Callable[[dict[str, Any]], None] | None = None,
-                run_is_over: RunIsOver | None = None) -> DeliveryReport:
+                run_is_over: RunIsOver | None = None,
+                on_delivered_many: Callable[[list[dict[str, Any]]], None] | None = None) -> DeliveryReport:
         """Deliver each item (a mapping with ``record_id``) at most once, ever, per (family, record id).
 
         ``on_delivered`` gets each delivery as soon as the ledger has it (the payload sent plus the
         ledger's ``source``, ``file_path``, ``webhook_status``, ``attempts``, ``run_id``, ``delivered_at``),
-        so what it records survives a crash later in the loop. ``run_is_over`` lets a claim held by an
-        ended run be taken over before its lease expires.
+        so what it records survives a crash later in the loop; ``on_delivered_many`` gets the same
+        deliveries a ledger commit at a time. ``run_is_over`` lets a claim held by an ended run be
+        taken over before its lease expires.
+
+        Without a webhook, items go out a chunk at a time: one ledger transaction claims the chunk,
+        its files are written and made durable with one flush of the file system, and one transaction
+        marks them delivered. A crash mid-chunk leaves the chunk's claims in doubt; the next run takes
+        them over and writes no file twice. With a webhook (one round trip per item anyway), item by
+        item, so a crash leaves at most the call in flight in doubt.
         """
         records = items.to_dict(orient="records") if isinstance(items, pd.DataFrame) else list(items)
         report = DeliveryReport(temp_files_removed=self.remove_leftover_temp_files())
+
+        def delivered(deliveries: list[dict[str, Any]]) -> None:
+            if on_delivered is not None:
+                for d in deliveries:
+                    on_delivered(d)
+            if on_delivered_many is not None:
+                on_delivered_many(deliveries)
+
         with self._http():
-            for item in records:
-                self._deliver_one(item, run_id, report, on_delivered, run_is_over)
+            if self.webhook_url:
+                for item in records:
+                    self._deliver_one(item, run_id, report, delivered, run_is_over)
+            else:
+                for start in range(0, len(records), CHUNK):
+                    self._deliver_items(records[start:start + CHUNK], run_id, report, delivered, run_is_over)
         return report
 
+    def _deliver_items(self, items: list[Mapping[str, Any]], run_id: str | None, report: DeliveryReport,
+                       delivered: Callable[[list[dict[str, Any]]], None], run_is_over: RunIsOver | None) -> None:
+        payloads: dict[str, dict[str, Any]] = {}
+        repeated = []  # an id twice in one chunk goes after it, through the per-item path
+        now = _now()
+        for item in items:
+            tid = str(item["record_id"])
+            if tid in payloads:
+                repeated.append(item)
+                continue
+            payloads[tid] = {**payload_of(self.family, item), "dispatched_at": now}
+        try:
+            self._deliver_chunk(payloads, run_id, report, delivered, run_is_over)
+        except ChunkInterrupted as exc:
+            raise DispatchInterrupted(exc.record_id, self._scrub(exc.reason)[:500], report) from None
+        for item in repeated:
+            self._deliver_one(item, run_id, report, delivered, run_is_over)
+
     def _deliver_one(self, item: Mapping[str, Any], run_id: str | None, report: DeliveryReport,
-                     on_delivered: Callable[[dict[str, Any]], None] | None, run_is_over: RunIsOver | None) -> None:
+                     delivered: Callable[[list[dict[str, Any]]], None], run_is_over: RunIsOver | None) -> None:
         tid = str(item["record_id"])
         payload = payload_of(self.family, item)
         payload["dispatched_at"] = _now()
@@ -305,9 +286,8 @@ class Dispatcher:
                      delivered_at=delivered_at, payload_hash=payload_hash(sent),
                      payload=json.dumps(sent, ensure_ascii=False, sort_keys=True, default=str))
         (report.recovered if claim.outcome == "recovered" else report.delivered).append(tid)
-        if on_delivered is not None:
-            on_delivered({**sent, "record_id": tid, "file_path": path, "webhook_status": status,
-                          "attempts": claim.attempts, "run_id": run_id, "delivered_at": delivered_at})
+        delivered([{**sent, "record_id": tid, "file_path": path, "webhook_status": status,
+                    "attempts": claim.attempts, "run_id": run_id, "delivered_at": delivered_at}])
 
     @contextlib.contextmanager
     def _http(self):

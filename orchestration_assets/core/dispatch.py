@@ -19,6 +19,12 @@ from .labelled import FEEDBACK_COLUMNS
 from .review import APPROVING, latest_routing
 
 
+def feedback_columns(family: Family) -> list[str]:
+    """The enriched record columns :func:`feedback_rows` reads."""
+    task = family.spec.review.relabel_task
+    return ["record_id", *(family.tasks[task].text_fields if task else ())]
+
+
 def feedback_rows(family: Family, reviewed: pd.DataFrame, enriched: pd.DataFrame) -> pd.DataFrame:
     """Training rows from reviews of the relabel task: relabels carry the corrected label, approvals
     confirm the model's. Rejections say nothing about the label and are left out."""
@@ -53,6 +59,13 @@ def include_columns(family: Family) -> list[str]:
 def dispatch_columns(family: Family) -> list[str]:
     return ["record_id", "text", *include_columns(family), "source", "approved_by", "model_version",
             "prompt_version", "policy_version", "record_time", "approved_at"]
+
+
+def candidate_columns(family: Family) -> tuple[list[str], list[str]]:
+    """(routing decision columns, enriched record columns) that :func:`dispatch_candidates` reads."""
+    out = [family.spec.dispatch.output] if family.spec.dispatch.output else []
+    return (["record_id", "decision", "model_version", "prompt_version", "policy_version", "record_time", "decided_at"],
+            ["record_id", "status", *include_columns(family), *out])
 
 
 def dispatch_candidates(family: Family, routing: pd.DataFrame, enriched: pd.DataFrame,

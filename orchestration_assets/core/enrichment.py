@@ -78,9 +78,10 @@ def assemble_enriched(
         if agg in INTEGERS:
             df[agg] = df[agg].astype("int64")
     path_cols = [f"{name}_path" for name in tasks]
-    df["fallback_used"] = df[path_cols].apply(
-        lambda r: any(isinstance(v, str) and v.startswith("fallback") for v in r), axis=1
-    ).astype(bool) if len(df) else pd.Series(dtype=bool)
+    fallback = pd.Series(False, index=df.index)
+    for col in path_cols:  # column by column: a per-row apply costs a Series per record
+        fallback |= df[col].astype("string").str.startswith("fallback", na=False).astype(bool)
+    df["fallback_used"] = fallback
     df["partition"] = partition
     df["run_id"] = run_id
     df["enriched_at"] = pd.Timestamp.now(tz="UTC")

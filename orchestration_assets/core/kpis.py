@@ -13,6 +13,18 @@ KPI_BY_VERSION_COLUMNS = [
 ]
 
 
+def kpi_daily_columns(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(routing decision columns, enriched record columns) that :func:`kpi_daily` reads."""
+    return (["record_id", "record_time", "decided_at", "model_version", "decision", "status"],
+            ["record_id", *[f"{t}_{k}" for t in tasks for k in ("cost_usd", "latency_ms")]])
+
+
+def kpi_by_model_version_columns(task: str, truth_field: str | None) -> list[str]:
+    """The enriched record columns :func:`kpi_by_model_version` reads."""
+    return ["record_id", "model_version", "status", task, *([truth_field] if truth_field else []),
+            f"{task}_latency_ms", "cost_usd", "enriched_at"]
+
+
 def kpi_daily(decisions: pd.DataFrame, enriched: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     """One row per (day, model version): throughput, decision rates, failure rate, cost and latency per task.
 

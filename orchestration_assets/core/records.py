@@ -23,7 +23,7 @@ from resources.providers.base import content_hash
 
 from ..spec_inputs import MAX_ID_LENGTH, FieldSpec, RecordSpec
 from .record_files import BatchFileError, Problem, csv_rows, decode, jsonl_rows
-from .timestamps import read_timestamp
+from .iso_timestamps import read_record_timestamp
 
 SUFFIXES = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
 QUARANTINE_COLUMNS = ["source_file", "source_row", "record_id", "field", "reason", "raw_record"]
@@ -179,7 +179,7 @@ def validate(record: dict[str, Any], spec: RecordSpec) -> tuple[dict[str, Any], 
                                           f"{MAX_ID_LENGTH} (the platform's audit and ledger columns)"))
             continue
         if f.type == "timestamp":
-            read = read_timestamp(out[name], spec.timestamps)
+            read = read_record_timestamp(out[name], spec.timestamps)
             out[name] = read.value
             naive += read.naive
             if read.problem:

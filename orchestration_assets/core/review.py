@@ -124,6 +124,12 @@ def queue_columns(family: Family) -> list[str]:
             "queued_at", "age_hours", "waiting_hours", "partition"]
 
 
+def review_queue_columns(family: Family) -> tuple[list[str], list[str]]:
+    """(routing decision columns, enriched record columns) that :func:`review_queue` reads."""
+    shown = queue_columns(family)
+    return ["record_id", "decision", "decided_at", "record_time", *shown], shown
+
+
 def review_queue(family: Family, routing: pd.DataFrame, enriched: pd.DataFrame, reviewed: pd.DataFrame,
                  now: pd.Timestamp | None = None) -> pd.DataFrame:
     """Pending items, oldest in the queue first: routed human_review/escalate and not decided yet.
