@@ -1,0 +1,1 @@
+"""Browser tests: the review service driven in a real Chromium."""
