@@ -28,7 +28,12 @@ run: setup materialize serve
 materialize: setup
 	$(PY) -m orchestration_assets.quickstart
 
+# The Dagster UI (operators) and the review service (reviewers, the ingest API) side by side;
+# Ctrl-C stops both
 serve: setup
+	@$(PY) -m orchestration_assets.service.cli serve --host 127.0.0.1 --port 8010 & svc=$$!; \
+	trap 'kill $$svc 2>/dev/null; wait $$svc 2>/dev/null' EXIT INT TERM; \
+	echo "Dagster UI: http://127.0.0.1:3000/"; \
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 # Set up and run the whole test suite (unit, Dagster-level, conformance, chaos and end-to-end) on two
