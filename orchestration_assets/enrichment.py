@@ -13,7 +13,7 @@ from resources.providers.definition import TaskDefinition
 from resources.providers.local.store import LocalModelStore
 from resources.registry.resource import ModelRegistryResource
 from resources.router.resource import ModelRouter
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, store
 
 from checks.anomaly import FRESHNESS_POLICIES
 
@@ -74,7 +74,7 @@ def task_asset(family: Family, task: TaskDefinition) -> dg.AssetsDefinition:
         pool=POOL if _remote(family, task) else None,
     )
     def answers(context: dg.AssetExecutionContext, router: ModelRouter, local_models: LocalModelStore,
-                registry: ModelRegistryResource, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+                registry: ModelRegistryResource, warehouse: Warehouse) -> dg.MaterializeResult:
         key = context.partition_key
         lookups = inputs.lookups_for(family, task)
         base = inputs.with_lookups(warehouse, family, inputs.records(warehouse, family, key), lookups)
@@ -93,7 +93,8 @@ def task_asset(family: Family, task: TaskDefinition) -> dg.AssetsDefinition:
         frame = task_frame(task, batch.results)
         if task.type == "draft":
             frame = apply_output_guardrails(task, frame, dict(zip(base["record_id"], texts(base, task.text_fields))))
-        return dg.Output(frame, metadata=_task_metadata(task, frame, session.stats().as_metadata()))
+        meta = _task_metadata(task, frame, session.stats().as_metadata())
+        return dg.MaterializeResult(metadata={**meta, **store(warehouse, family.table(task.name), frame, key)})
 
     return answers
 
@@ -145,7 +146,7 @@ def enriched_asset(family: Family) -> dg.AssetsDefinition:
         code_version="2",
         freshness_policy=FRESHNESS_POLICIES["enriched_records"],
     )
-    def enriched_records(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+    def enriched_records(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         key = context.partition_key
         records = inputs.records(warehouse, family, key)
         frames = {name: inputs.answers(warehouse, family, name, key) for name in family.tasks}
@@ -157,7 +158,8 @@ def enriched_asset(family: Family) -> dg.AssetsDefinition:
             raise dg.Failure(f"enriched_records has {len(df)} rows for {len(records)} records")
         failed = df[df["status"] == "failed"]
         violations = pd.Series([v for vs in df["guardrail_violations"] for v in vs], dtype=object).value_counts()
-        return dg.Output(df, metadata={
+        return dg.MaterializeResult(metadata={
+            **store(warehouse, family.table("enriched_records"), df, key),
             "dagster/row_count": len(df),
             "rows_in": len(records),
             "rows_enriched": len(df) - len(failed),

@@ -4,10 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from resources.audit import count_audit, natural_key, record_changes
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, store
 
 from . import inputs
-from .core.policy import decide, policy_version
+from .core.policy import decide, input_columns, policy_version
 from .family import Family
 from .partitions import batches
 from .ui_metadata import counts_md, numeric, preview_md
@@ -41,12 +41,17 @@ def routing_asset(family: Family) -> dg.AssetsDefinition:
         owners=family.owners,
         code_version="2",
     )
-    def routing_decisions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-        enriched = warehouse.read_table(family.table("enriched_records"), partitions=[context.partition_key])
+    def routing_decisions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        table = family.table("enriched_records")
+        ts = family.timestamp_field
+        wanted = dict.fromkeys([*input_columns(family), *PROVENANCE, *answers, *([ts] if ts else []), "ingested_at"])
+        present = set(warehouse.columns(table))
+        # the wide table's other columns (provenance per task, texts, documents) decide nothing here
+        enriched = warehouse.read_table(table, partitions=[context.partition_key],
+                                        columns=[c for c in wanted if c in present])
         df = decide(family, enriched)
         keep = [c for c in [*PROVENANCE, *answers] if c in enriched.columns]
         df = df.merge(enriched[["record_id", *keep]], on="record_id", how="left")
-        ts = family.timestamp_field
         times = enriched[ts] if ts and ts in enriched.columns else enriched.get("ingested_at")
         df["record_time"] = df["record_id"].map(dict(zip(enriched["record_id"], times))) if times is not None else None
         df["partition"], df["run_id"], df["decided_at"] = context.partition_key, context.run_id, pd.Timestamp.now(tz="UTC")
@@ -55,7 +60,8 @@ def routing_asset(family: Family) -> dg.AssetsDefinition:
         errors = int(df["policy_errors"].map(len).gt(0).sum()) if len(df) else 0
         if errors:
             context.log.warning(f"{errors} record(s) had a policy rule that could not be evaluated; they go to review")
-        return dg.Output(df, metadata={
+        return dg.MaterializeResult(metadata={
+            **store(warehouse, family.table("routing_decisions"), df, context.partition_key),
             "dagster/row_count": len(df),
             "policy_version": dg.MetadataValue.text(policy_version(family)),
             "policy_source": dg.MetadataValue.path(family.source),

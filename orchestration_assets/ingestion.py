@@ -7,7 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from resources.sources import Inbox
-from resources.warehouse import PARTITION_COLUMN, Warehouse
+from resources.warehouse import PARTITION_COLUMN, Warehouse, store
 
 from .core.lookups import read_lookup
 from .core.records import BatchFileError, ParseResult, parse_file, quarantine_ids_seen_elsewhere
@@ -107,7 +107,8 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
                              f"{len(records)} valid, {len(quarantined)} quarantined")
         by_field = quarantined["field"].value_counts().to_dict() if len(quarantined) else {}
         preview = ["record_id", *spec.record.fields][:7]
-        yield dg.Output(records, output_name="raw_records", metadata={
+        yield dg.MaterializeResult(asset_key=dg.AssetKey(family.key("raw_records")), metadata={
+            **store(warehouse, family.table("raw_records"), records, key),
             "source_file": dg.MetadataValue.path(str(path)),
             "rows_in": parsed.rows_in,
             "rows_ok": len(records),
@@ -118,7 +119,8 @@ def batch_asset(family: Family) -> dg.AssetsDefinition:
             "timestamp_reading": dg.MetadataValue.text(timestamp_reading(spec)),
             "preview": preview_md(records, preview),
         })
-        yield dg.Output(quarantined, output_name="quarantined_records", metadata={
+        yield dg.MaterializeResult(asset_key=dg.AssetKey(family.key("quarantined_records")), metadata={
+            **store(warehouse, family.table("quarantined_records"), quarantined, key),
             "rows_in": parsed.rows_in,
             "rows_quarantined": len(quarantined),
             "dagster/row_count": len(quarantined),

@@ -158,7 +158,7 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
         warehouse.replace_table(family.table("dispatches"), df)
         audited = record_events(warehouse, dispatch_audit_events(family.name, df))  # back-fills after a crash
         failed, in_doubt = ledger[ledger["status"] == "failed"], dispatcher.in_doubt(run_is_over)
-        drift = delivery_drift(family, ledger, candidates)
+        drift = delivery_drift(family, ledger, candidates, sent_now=report.delivered)
         if len(in_doubt):
             context.log.warning(f"{len(in_doubt)} deliveries in doubt (claimed by a dispatcher that did not finish): "
                                 + ", ".join(in_doubt["record_id"].head(20)))

@@ -49,6 +49,9 @@ def find_injection_phrases(text: str) -> list[str]:
     """Prompt-injection phrases in ``text``, as written there (stripped of leading separators)."""
     if not text or not isinstance(text, str):
         return []
+    low = text.lower()
+    if len(low) == len(text) and not any(word in low for word in _TRIGGERS):
+        return []  # no alternative can match: the case-insensitive scan is the costly part
     out: list[str] = []
     for m in _INJECTION.finditer(text):
         phrase = m.group().strip().lstrip(".").strip()

@@ -256,3 +256,14 @@ def test_the_new_challenger_sensor_requests_one_evaluation_per_challenger(runs, 
     assert not skipped.run_requests
     assert "priority challenger prio-challenger-1 already evaluated" in skipped.skip_reason.skip_message
     assert env.defs.resolve_job_def(f"{ST}__evaluation")  # the job it asks for exists
+
+
+def test_the_run_keeps_no_per_record_table_in_memory_once_written(runs):
+    # execute_in_process keeps every value a step returns until the run ends (for its result object):
+    # a batch's tables are written to the warehouse by their step and not handed back to Dagster
+    family = runs.family
+    for asset in ("raw_records", "quarantined_records", *family.tasks, "enriched_records", "routing_decisions"):
+        assert not isinstance(runs.first.asset_value(family.key(asset)), pd.DataFrame), asset
+        meta = materialization_metadata(runs.first)[f"{ST}/{asset}"]
+        assert meta["rows_written"] == len(runs.table(asset)) > 0, asset
+        assert meta["warehouse_table"] == family.table(asset)

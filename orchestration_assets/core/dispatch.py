@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -134,11 +134,18 @@ class Drift:
     withdrawn: list[str]  # delivered, and no longer cleared to go out (re-routed, for instance)
 
 
-def delivery_drift(family: Family, ledger: pd.DataFrame, candidates: pd.DataFrame) -> Drift:
-    """Delivered records whose output changed after it went out (a re-run wrote a new draft), or was withdrawn."""
+def delivery_drift(family: Family, ledger: pd.DataFrame, candidates: pd.DataFrame,
+                   sent_now: Iterable[str] = ()) -> Drift:
+    """Delivered records whose output changed after it went out (a re-run wrote a new draft), or was withdrawn.
+
+    ``sent_now``: records delivered a moment ago from these very candidates, so their output cannot
+    have changed since; they are not compared (on a first run of a batch, that is every record).
+    """
     content = ["text", *include_columns(family)]
-    done = ledger[(ledger["status"] == "delivered") & ledger["payload"].notna()]
-    current = {r["record_id"]: payload_of(family.name, r) for r in candidates.to_dict(orient="records")}
+    skip = set(sent_now)
+    done = ledger[(ledger["status"] == "delivered") & ledger["payload"].notna() & ~ledger["record_id"].isin(skip)]
+    wanted = candidates[candidates["record_id"].isin(set(done["record_id"]))]
+    current = {r["record_id"]: payload_of(family.name, r) for r in wanted.to_dict(orient="records")}
     changed, withdrawn = [], []
     for rid, raw in zip(done["record_id"], done["payload"]):
         now = current.get(rid)

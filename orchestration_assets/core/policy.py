@@ -12,11 +12,11 @@ human review: an undecidable rule never lets a record through unseen.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Hashable
 
 import pandas as pd
 
-from resources.expressions import ConditionError
+from resources.expressions import ConditionError, to_cel
 from resources.providers.base import content_hash
 
 from ..family import Family
@@ -43,12 +43,32 @@ def values_of(family: Family, row: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def input_columns(family: Family) -> list[str]:
+    """The enriched columns :func:`decide` reads: those behind a name some rule reads, status and violations."""
+    read = {name for rule in family.policy for name in rule.condition.names}
+    cols = ["record_id", "status", "guardrail_violations", *(f for f in family.spec.record.fields if f in read)]
+    for n, lk in family.spec.context.items():
+        if lk.join_on is not None and lk.alias(n) in read:
+            cols += [f"{lk.alias(n)}__{c}" for c in lk.columns]
+    for task in family.tasks.values():
+        if read & set(task.value_names()):
+            cols += list(task.answer_columns())
+    return list(dict.fromkeys(cols))
+
+
 def decide(family: Family, enriched: pd.DataFrame) -> pd.DataFrame:
-    """One decision per enriched record: record_id, decision, reasons, policy_version, policy_errors."""
+    """One decision per enriched record: record_id, decision, reasons, policy_version, policy_errors.
+
+    The rules run once per distinct combination of the values they read: a batch repeats few
+    combinations of labels, lookups and flags, so most records reuse an evaluation.
+    """
     version = policy_version(family)
     guard = family.spec.guardrails
+    read = sorted({name for rule in family.policy for name in rule.condition.names})
+    cols = [c for c in input_columns(family) if c in enriched.columns]
+    evaluated: dict[tuple, tuple[list[tuple[str, str]], list[str]]] = {}
     out = []
-    for row in enriched.to_dict(orient="records"):
+    for row in enriched[cols].to_dict(orient="records"):
         fired: list[tuple[str, str]] = []
         errors: list[str] = []
         if row.get("status") != "enriched":
@@ -57,19 +77,42 @@ def decide(family: Family, enriched: pd.DataFrame) -> pd.DataFrame:
             for violation in row.get("guardrail_violations") or []:
                 fired.append((f"GUARDRAIL:{violation}", guard.output_action))
             values = values_of(family, row)
-            for rule in family.policy:
-                try:
-                    if rule.condition(values):
-                        fired.append((rule.reason, rule.action))
-                except ConditionError as exc:
-                    errors.append(f"policy[{rule.index}] ({rule.reason}): {exc}")
-                    fired.append((f"POLICY_ERROR:{rule.reason}", max(rule.action, "human_review", key=SEVERITY.get)))
+            key = tuple(frozen(values.get(name)) for name in read)
+            if key not in evaluated:
+                evaluated[key] = evaluate_rules(family, values)
+            rule_fired, rule_errors = evaluated[key]
+            fired += rule_fired
+            errors += rule_errors
         decision = max((a for _, a in fired), key=SEVERITY.__getitem__, default=family.spec.default_action)
         out.append({
             "record_id": row["record_id"],
             "decision": decision,
             "reasons": list(dict.fromkeys(code for code, _ in fired)),
             "policy_version": version,
-            "policy_errors": errors,
+            "policy_errors": list(errors),
         })
     return pd.DataFrame(out, columns=DECISION_COLUMNS)
+
+
+def evaluate_rules(family: Family, values: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(reason, action) of every rule that fires on ``values``, and the errors of those that cannot be evaluated."""
+    fired: list[tuple[str, str]] = []
+    errors: list[str] = []
+    for rule in family.policy:
+        try:
+            if rule.condition(values):
+                fired.append((rule.reason, rule.action))
+        except ConditionError as exc:
+            errors.append(f"policy[{rule.index}] ({rule.reason}): {exc}")
+            fired.append((f"POLICY_ERROR:{rule.reason}", max(rule.action, "human_review", key=SEVERITY.get)))
+    return fired, errors
+
+
+def frozen(value: Any) -> Hashable:
+    """A hashable key for a value as CEL sees it; the type is part of it, so ``1``, ``1.0`` and ``true`` differ."""
+    value = to_cel(value)
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((k, frozen(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("list", tuple(frozen(v) for v in value))
+    return (type(value).__name__, value)
