@@ -21,7 +21,8 @@ end-to-end rate to it shows what the rest of the graph costs. The invariant rows
 quarantined + failed is checked and reported. The last line is one JSON object with keys n,
 wall_s, records_per_s, peak_rss_mb (this process plus its largest child, ``getrusage`` maxrss,
 read right after the workflow run), enrichment_only_records_per_s, ratio_to_enrichment_only,
-rows_in, enriched, failed, quarantined, invariant_ok, steps (seconds per step).
+rows_in, enriched, failed, quarantined, invariant_ok, rss_by_step_mb (highest RSS sampled every
+0.1 s while each step ran), steps (seconds per step).
 """
 
 import argparse
@@ -108,8 +109,8 @@ def write_batch(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Wall seconds of each step of a run, from its STEP_START and STEP_SUCCESS/FAILURE events."""
+def step_spans(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) wall-clock time of each step of a run, from its STEP_START and STEP_SUCCESS/FAILURE events."""
     starts, out = {}, {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
@@ -118,8 +119,52 @@ def step_seconds(instance, run_id: str) -> dict[str, float]:
         if event.event_type_value == "STEP_START":
             starts[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
-            out[event.step_key] = entry.timestamp - starts[event.step_key]
+            out[event.step_key] = (starts[event.step_key], entry.timestamp)
     return out
+
+
+class RssSampler:
+    """This process's resident set size every ``interval`` seconds (``/proc/self/status``), in a thread."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import threading
+
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.samples.append((time.time(), rss_now_mb()))
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_by_step(self, spans: dict[str, tuple[float, float]]) -> dict[str, float]:
+        """The highest RSS sampled while each step ran (MB); steps with no sample are left out."""
+        out = {}
+        for step, (start, end) in spans.items():
+            seen = [mb for t, mb in self.samples if start <= t <= end]
+            if seen:
+                out[step] = max(seen)
+        return out
+
+
+def rss_now_mb() -> float:
+    """Current RSS in MB (Linux; 0 where /proc is absent)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def peak_rss_mb() -> tuple[float, float]:
@@ -179,7 +224,8 @@ def run(args, tmp: Path) -> dict:
             profiler = cProfile.Profile()
             profiler.enable()
         start = time.perf_counter()
-        result = run_workflow(defs, family, instance, name, raise_on_error=False)
+        with RssSampler() as sampler:
+            result = run_workflow(defs, family, instance, name, raise_on_error=False)
         wall = time.perf_counter() - start
         if profiler is not None:
             profiler.disable()
@@ -190,7 +236,9 @@ def run(args, tmp: Path) -> dict:
             from tests.governance_fixtures import failure_message
 
             raise SystemExit(f"error: the run failed: {failure_message(result)}")
-        steps = step_seconds(instance, result.run_id)
+        spans = step_spans(instance, result.run_id)
+        steps = {step: end - begin for step, (begin, end) in spans.items()}
+        rss_steps = sampler.peak_by_step(spans)
 
     warehouse = resources["warehouse"]
     meta = {e.event_specific_data.materialization.asset_key.path[-1]: e.event_specific_data.materialization.metadata
@@ -216,6 +264,8 @@ def run(args, tmp: Path) -> dict:
     print(f"rows in {rows_in:,} = enriched {enriched:,} + quarantined {quarantined:,} + failed {failed:,}: "
           f"{'holds' if invariant else 'BROKEN'}")
     print(f"peak RSS {rss_self:.0f} MB (this process), {rss_children:.0f} MB (largest child)")
+    top = sorted(rss_steps.items(), key=lambda kv: -kv[1])[:5]
+    print("highest RSS sampled during a step (MB): " + ", ".join(f"{s} {mb:.0f}" for s, mb in top))
     print(f"enrichment path alone on the same {len(records):,} records (this process, after the run): {only_s:.1f}s = "
           f"{only_rate:,.0f} records/s ({only_failed} failed answers); end to end runs at {rate / only_rate:.2f}x of it")
     return {
@@ -232,6 +282,7 @@ def run(args, tmp: Path) -> dict:
         "failed": failed,
         "quarantined": quarantined,
         "invariant_ok": invariant,
+        "rss_by_step_mb": {k: round(v) for k, v in sorted(rss_steps.items(), key=lambda kv: -kv[1])},
         "steps": {k: round(v, 2) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])},
     }
 
