@@ -154,14 +154,17 @@ def enriched_asset(family: Family) -> dg.AssetsDefinition:
         base = inputs.with_lookups(warehouse, family, base, answer_lookups, answers_by_task=frames)
         df = assemble_enriched(base, family.tasks, frames, model_task=family.model_task.name,
                                run_id=context.run_id, partition=key)
-        if len(df) != len(records):  # the guarantee: every valid record stays, enriched or failed
-            raise dg.Failure(f"enriched_records has {len(df)} rows for {len(records)} records")
+        rows_in = len(records)
+        if len(df) != rows_in:  # the guarantee: every valid record stays, enriched or failed
+            raise dg.Failure(f"enriched_records has {len(df)} rows for {rows_in} records")
+        del records, frames, base  # the inputs of the join are not needed while the wide table is written
+        written = store(warehouse, family.table("enriched_records"), df, key)
         failed = df[df["status"] == "failed"]
         violations = pd.Series([v for vs in df["guardrail_violations"] for v in vs], dtype=object).value_counts()
         return dg.MaterializeResult(metadata={
-            **store(warehouse, family.table("enriched_records"), df, key),
+            **written,
             "dagster/row_count": len(df),
-            "rows_in": len(records),
+            "rows_in": rows_in,
             "rows_enriched": len(df) - len(failed),
             "rows_failed": len(failed),
             **numeric({
