@@ -91,7 +91,8 @@ def router_for(tmp: Path, url: str, concurrency: int, name: str) -> ModelRouter:
             "backoff": {"initial_s": 0.05, "max_s": 0.5, "jitter_s": 0.05}, "max_concurrency": concurrency,
             "cooldown": {"after_failures": 25, "seconds": 5},
         }},
-        "models": {"bench-model": {"endpoint": "bench", "model": "bench-model", "params": {"max_tokens": 100}}},
+        "models": {"bench-model": {"endpoint": "bench", "model": "bench-model", "params": {"max_tokens": 100},
+                                   "price": {}}},  # unpriced: this bench measures throughput, not cost
         "cache": {"enabled": False},  # every record must really go over HTTP
     }
     path = tmp / f"{name}.yaml"

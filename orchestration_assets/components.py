@@ -35,7 +35,9 @@ from .governance import governance_assets
 from .ingestion import ingestion_assets
 from .jobs import family_jobs
 from .kpis import kpi_assets
+from .llm_models import llm_checks
 from .models import model_assets
+from .prompt_assets import prompt_assets
 from .review import delivery_check, record_decision_job, review_assets
 from .scaffold import WorkflowScaffolder
 
@@ -57,10 +59,11 @@ def build_family_defs(family: Family) -> dg.Definitions:
     """Everything one family contributes to the code location (resources come from the platform)."""
     sensors = [inbox_sensor(family), review_decision_sensor(family), new_challenger_sensor(family)]
     return dg.Definitions(
-        assets=[*ingestion_assets(family), *model_assets(family), *enrichment_assets(family),
+        assets=[*ingestion_assets(family), *model_assets(family), *prompt_assets(family), *enrichment_assets(family),
                 *governance_assets(family), *review_assets(family), *kpi_assets(family)],
         asset_checks=[*data_quality_checks(family), *guardrail_checks(family), spend_check(family),
-                      *promotion_checks(family), *anomaly_checks(family), delivery_check(family)],
+                      *promotion_checks(family), *llm_checks(family), *anomaly_checks(family),
+                      delivery_check(family)],
         jobs=[*family_jobs(family), record_decision_job(family)],
         sensors=[s for s in sensors if s is not None],
         schedules=family_schedules(family),

@@ -11,6 +11,7 @@ import pandas as pd
 
 from resources.providers.definition import TaskDefinition
 from resources.providers.local.store import LocalModelStore
+from resources.providers.prompts import prompt_version
 from resources.registry.resource import ModelRegistryResource
 from resources.router.resource import ModelRouter
 from resources.warehouse import Warehouse, store
@@ -23,7 +24,9 @@ from .core.guardrails import apply_output_guardrails
 from .core.items import build_items, texts
 from .family import Family
 from .partitions import batches
-from .provision import local_provider, retrieve
+from .llm_models import champion_key, live_session
+from .prompt_assets import live_task, with_prompt_versions
+from .provision import actor, local_provider, retrieve
 from .ui_metadata import counts_md, numeric, preview_md
 
 POOL = "model_calls"  # steps that call remote models share the providers' limits through this Dagster pool
@@ -46,6 +49,8 @@ def task_deps(family: Family, task: TaskDefinition) -> list[dg.AssetKey]:
     if retrieval is not None:
         deps.append(dg.AssetKey(family.key(retrieval.from_)))
     deps += [dg.AssetKey(family.key(u)) for u in task.spec.uses]
+    if _remote(family, task):  # one run evaluates and promotes its LLM configuration, then answers with it
+        deps.append(champion_key(family, task.name))
     # No edge from <task>_champion: reviewed feedback trains the classifier (review_feedback ->
     # <task>_classifier), and the asset graph must stay acyclic. The loop closes through the
     # registry: the task reads its champion at run time and records the version on every row.
@@ -86,14 +91,21 @@ def task_asset(family: Family, task: TaskDefinition) -> dg.AssetsDefinition:
             for item, found in zip(items, docs):
                 item.documents = tuple(found)
         provider = local_provider(context, family, task, local_models, registry, warehouse)
-        session = router.session(family=family.name, routes=family.spec.routing, budget=family.spec.budget,
-                                 local=provider, warehouse=warehouse, run_id=context.run_id, partition=key,
-                                 logger=context.log)
-        batch = session.run(task, items)
+        # LLM calls use the registered prompt the route names, not the template file as it is now
+        live = live_task(family, task, registry, actor(context)) if _remote(family, task) else task
+        # routed tasks answer with their LLM champion configuration (its model, params and prompt), else locally
+        session, live, llm_note = live_session(context, family, live, router, registry, provider, warehouse, key)
+        batch = session.run(live, items)
         frame = task_frame(task, batch.results)
+        prompt_meta = {}
+        if _remote(family, task):
+            frame = with_prompt_versions(frame, live, provider.name)
+            prompt_meta = {"prompt_version": dg.MetadataValue.text(prompt_version(live) or "")}
         if task.type == "draft":
             frame = apply_output_guardrails(task, frame, dict(zip(base["record_id"], texts(base, task.text_fields))))
-        meta = _task_metadata(task, frame, session.stats().as_metadata())
+        meta = {**_task_metadata(task, frame, session.stats().as_metadata()), **prompt_meta}
+        if llm_note:
+            meta["llm_configuration"] = dg.MetadataValue.text(llm_note)
         return dg.MaterializeResult(metadata={**meta, **store(warehouse, family.table(task.name), frame, key)})
 
     return answers

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from resources.configuration import ConfigError, http_url_problem
 from resources.expressions import Condition, ConditionError, compile_condition
 from resources.providers.definition import TaskDefinition
+from resources.providers.prompt_templates import problems as prompt_problems
 from resources.providers.tasks import FROM_TRAINING_DATA, ClassifyTask, DraftTask
 from resources.warehouse_url import mask_url, url_problem
 
@@ -201,6 +202,8 @@ def _resolve(spec: WorkflowSpec, root: Path, source: str, known_models: set[str]
             problems.append((loc, f"file {relative!r} not found in {display_path(root)}"))
         return p
 
+    if spec.promotion.llm.golden_file is not None:
+        need_file("promotion.llm.golden_file", spec.promotion.llm.golden_file)
     for name, lk in spec.context.items():
         if lk.file is not None:
             need_file(f"context.{name}.file", lk.file)
@@ -229,6 +232,10 @@ def _resolve(spec: WorkflowSpec, root: Path, source: str, known_models: set[str]
             family=spec.name, name=name, spec=task, root=root, labels=labels,
             text_fields=tuple(task.text or spec.record.text), family_description=spec.description.strip(),
         )
+        # the platform's default template always renders the instructions: only a family's own file can be
+        # broken, and checking it needs Jinja, which the definitions otherwise load only inside steps
+        if task.prompt is not None and not (isinstance(task, ClassifyTask) and not labels):
+            problems += prompt_problems(tasks[name])  # (a classify task without labels failed above)
 
     known = _value_types(spec, tasks)
     sample = _sample_values(spec, tasks)
@@ -271,6 +278,11 @@ def _resolve(spec: WorkflowSpec, root: Path, source: str, known_models: set[str]
                 if model not in known_models:
                     problems.append((f"routing.{tname}.{loc}", f"unknown model {model!r}; the model catalog has: "
                                      f"{', '.join(sorted(known_models)) or '(none)'}"))
+        for tname, t in tasks.items():
+            judge = t.spec.rubric.judge if isinstance(t.spec, DraftTask) else None
+            if judge is not None and judge not in known_models:
+                problems.append((f"tasks.{tname}.rubric.judge", f"unknown model {judge!r}; the model catalog has: "
+                                 f"{', '.join(sorted(known_models)) or '(none)'}"))
     if problems:
         raise SpecError(source, problems)
     return Family(spec, root, source, tasks, policy, label_rules)

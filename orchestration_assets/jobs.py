@@ -40,6 +40,16 @@ def _keys(family: Family, *assets: str) -> dg.AssetSelection:
     return dg.AssetSelection.assets(*(dg.AssetKey(family.key(a)) for a in assets))
 
 
+def _llm_names(family: Family) -> list[str]:
+    from .llm_models import routed_tasks
+
+    return [f"{t.name}_llm_{s}" for t in routed_tasks(family) for s in ("config", "evaluation", "champion")]
+
+
+def _llm(family: Family) -> dg.AssetSelection:
+    return _keys(family, *_llm_names(family)).without_checks()
+
+
 def family_jobs(family: Family) -> list[dg.JobDefinition]:
     tags = {"family": family.name}
     # the multi-step jobs run where the deployment says (PLATFORM_EXECUTOR, README "Production")
@@ -50,7 +60,9 @@ def family_jobs(family: Family) -> list[dg.JobDefinition]:
     jobs = [
         dg.define_asset_job(
             name=family.job_name("workflow"),
-            selection=_groups(family, "ingestion", "enrichment", "governance", "kpis"),
+            # routed tasks' LLM configurations are evaluated and promoted first, without their blocking gate
+            # checks: a refused challenger keeps the champion, it must not stop the batch
+            selection=_groups(family, "ingestion", "enrichment", "governance", "kpis") | _llm(family),
             partitions_def=batches(family),
             description=f"The whole {family.name} workflow for one batch: ingest, enrich, route, audit, review, "
                         "dispatch, KPIs.",
@@ -91,4 +103,10 @@ def family_jobs(family: Family) -> list[dg.JobDefinition]:
             tags={**tags, "workflow": "models"},
             description=f"Evaluate the current {family.name} challengers against their champions and promote the "
                         "ones that pass the gates."))
+    if _llm_names(family):
+        jobs.append(dg.define_asset_job(
+            name=family.job_name("llm_evaluation"), executor_def=SERIAL, selection=_keys(family, *_llm_names(family)),
+            tags={**tags, "workflow": "models"},
+            description=f"Register the LLM configurations the {family.name} routing names, evaluate them on the golden "
+                        "set through the router and promote the cheapest that passes the blocking gates."))
     return jobs

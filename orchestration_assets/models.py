@@ -59,7 +59,7 @@ def draft_items_for(family: Family, draft: TaskDefinition, label_task: TaskDefin
         items = build_items(draft, rows, list(family.record.fields), columns, {label_task.name: (label_task, answers)})
         for item, text in zip(items, golden["text"].tolist()):
             item.text = item.text or text
-        if draft.spec.retrieval is not None:
+        if getattr(draft.spec, "retrieval", None) is not None:
             for item, found in zip(items, retrieve(warehouse, family, draft, items)):
                 item.documents = tuple(found)
         return items
@@ -130,6 +130,11 @@ def classifier_assets(family: Family, task: TaskDefinition) -> list[dg.AssetsDef
                 value = getattr(s, metric, None)
                 if isinstance(value, (int, float)):
                     meta[f"{role}_{metric}"] = dg.MetadataValue.float(float(value))
+        if drafts:  # which judge scored the rubric, so a reader knows what the rubric_score means
+            from resources.evaluation.judge import KEYWORD_JUDGE
+
+            judges = {str(d.get("judge") or KEYWORD_JUDGE) for s in scores.values() for d in s.drafts.values()}
+            meta["rubric_judge"] = dg.MetadataValue.text(", ".join(sorted(judges)) or KEYWORD_JUDGE)
         return dg.Output(df, metadata=meta)
 
     @dg.asset(key=key(f"{task.name}_champion"), kinds={"python", "sql"}, deps=[evaluation.key], **common,
@@ -190,6 +195,9 @@ def registry_asset(family: Family) -> dg.AssetsDefinition:
 
 
 def model_assets(family: Family) -> list[dg.AssetsDefinition]:
+    """Classifier assets per classify task (+ the registry snapshot), LLM configuration assets per routed task."""
+    from .llm_models import llm_assets
+
     classify = family.tasks_of("classify")
     assets = [a for t in classify for a in classifier_assets(family, t)]
-    return [*assets, registry_asset(family)] if classify else []
+    return [*([*assets, registry_asset(family)] if classify else []), *llm_assets(family)]

@@ -4,6 +4,8 @@
     model-registry history     [--family F] [--task T]
     model-registry evaluations [--family F] [--task T]
     model-registry rollback --family F --task T [--to VERSION] --reason "why" [--actor me]
+    model-registry prompts list|history|show|diff|promote|rollback ...   (LLM prompt versions; see --help)
+    model-registry llm list|show|rollback ...   (LLM configurations of routed tasks; see --help)
 
 The warehouse is ``--warehouse-url``, else ``WAREHOUSE_URL``, else the default SQLite file under
 the data dir: the same database the Dagster code location uses. A refused operation or an
@@ -17,9 +19,12 @@ import sys
 import pandas as pd
 import sqlalchemy as sa
 
-from resources.registry import ModelRegistry, RegistryError, default_actor
+from resources.registry import ModelRegistry, PromptRegistry, RegistryError, default_actor
 from resources.warehouse import default_warehouse_url, engine_for
 from resources.warehouse_url import mask_url
+
+from . import registry_cli_llm as llm_cli
+from . import registry_cli_prompts as prompts_cli
 
 LIST_COLUMNS = ["family", "task", "version", "alias", "provider", "model_id", "macro_f1", "rubric_score",
                 "training_rows", "created_by", "created_at", "alias_updated_at", "alias_reason"]
@@ -56,10 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", dest="to_version", default=None, help="version to restore (default: the previous champion)")
     rb.add_argument("--reason", required=True, help="why; stored in the alias history")
     rb.add_argument("--actor", default=None, help="who (default: REGISTRY_ACTOR or user:<login>)")
+    prompts_cli.add_parser(sub)
+    llm_cli.add_parser(sub)
     return parser
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
+    if args.command == "prompts":
+        return prompts_cli.run(args, PromptRegistry(engine_for(url)), _print, _display(url))
+    if args.command == "llm":
+        return llm_cli.run(args, ModelRegistry(engine_for(url)), _print, _display(url))
     registry = ModelRegistry(engine_for(url))
     if args.command == "list":
         _print(registry.snapshot(args.family, args.task), LIST_COLUMNS)

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from resources.providers.tasks import IDENTIFIER, ClassifyTask, DraftTask, Strict, TaskSpec
 from resources.router.routes import Budget, TaskRoute
+from resources.evaluation.llm_gates import LlmPromotionSpec
 
 from .spec_inputs import LookupSpec, RecordSpec, SourceSpec, _platform_names
 
@@ -82,6 +83,7 @@ class PromotionSpec(Strict):
     min_class_recall: float = Field(0.30, ge=0, le=1)
     max_cost_per_item_usd: float = Field(0.01, ge=0)
     tasks: dict[str, PromotionOverride] = Field(default_factory=dict, description="per classify task overrides")
+    llm: LlmPromotionSpec = Field(default_factory=LlmPromotionSpec, description="gates of LLM configurations")
 
     def for_task(self, task: str) -> "PromotionSpec":
         """The thresholds of one task: the family's, with that task's overrides."""

@@ -15,7 +15,16 @@ the record from the JSON user message, and returns a valid, deterministic instan
 Faults can be injected per request: ``server_error`` (500), ``unavailable`` (503), ``rate_limit``
 (429 with ``Retry-After``), ``hang`` (no answer for ``hang_s``: the client times out),
 ``malformed_json`` (a 200 whose body is not JSON), ``wrong_schema`` (valid JSON content of the wrong
-shape) and ``auth`` (a 401 whose message echoes the bearer key, the worst case for leaking secrets).
+shape), ``truncated`` (a 200 cut off at ``max_tokens``: ``finish_reason: length``),
+``content_filter`` (``finish_reason: content_filter``, no content), ``bad_request_500`` (llama.cpp's
+500 for a request it cannot take: ``"1 validation error: ..."``) and ``auth`` (a 401 whose message echoes
+the bearer key, the worst case for leaking secrets).
+
+``dialect="llama_cpp"`` answers like llama-cpp-python's server: a ``json_schema`` response format
+is refused with that 500, the schema is read from ``{"type": "json_object", "schema": ...}``.
+``prompt_tokens_per_char`` makes ``usage.prompt_tokens`` that many per character of the messages
+(1.0 is three times the old chars/3 estimate, what a byte-level tokenizer on a tiny vocabulary
+reports); ``send_usage=False`` leaves ``usage`` out.
 
 Every request is recorded (path, headers, JSON body, arrival time) so tests can assert what the
 model saw. Use it in-process (``with OpenAICompatServer() as server: server.url``) or as a separate
@@ -44,7 +53,12 @@ if __package__ in (None, ""):  # run as a script (python tests/openai_server.py)
 
 from tests.openai_answers import SchemaAnswer, label_for  # noqa: E402
 
-FAULT_KINDS = ("server_error", "unavailable", "rate_limit", "hang", "malformed_json", "wrong_schema", "auth")
+FAULT_KINDS = ("server_error", "unavailable", "rate_limit", "hang", "malformed_json", "wrong_schema", "auth",
+               "truncated", "content_filter", "bad_request_500")
+# llama-cpp-python's server's answer to a response_format it does not take (an HTTP 500: its route
+# handler turns the request's validation error into an internal_server_error)
+LLAMA_CPP_REFUSAL = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                     "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}")
 SCHEMA_MARKER = "JSON schema: "  # as resources/providers/prompts.py writes it
 
 _TASK_RE = re.compile(r"^Task:\s*(\w+)", re.M)
@@ -89,6 +103,8 @@ class RecordedRequest:
         rf = self.response_format or {}
         if rf.get("type") == "json_schema":
             return (rf.get("json_schema") or {}).get("schema")
+        if rf.get("type") == "json_object" and isinstance(rf.get("schema"), dict):
+            return rf["schema"]
         for line in self.system.splitlines():
             if line.startswith(SCHEMA_MARKER):
                 try:
@@ -143,6 +159,10 @@ class ServerSettings:
     completion_tokens_from_max_tokens: bool = False
     # the served model version in the response (None = echo the requested model)
     model_version: str | None = None
+    # usage.prompt_tokens per character of the messages (None: chars/4 + 1)
+    prompt_tokens_per_char: float | None = None
+    send_usage: bool = True
+    dialect: str = "openai"  # or "llama_cpp" (see the module doc)
     fault_when: Callable[[RecordedRequest], str | None] | None = None
     # answers(request, schema) -> content dict, or None for the generic answer
     answers: AnswerHook | None = None
@@ -262,7 +282,7 @@ class OpenAICompatServer:
                 return custom
         return SchemaAnswer(rec, self.settings).build(schema)
 
-    def completion(self, rec: RecordedRequest, content: str) -> dict[str, Any]:
+    def completion(self, rec: RecordedRequest, content: str, finish_reason: str = "stop") -> dict[str, Any]:
         body = rec.body if isinstance(rec.body, dict) else {}
         prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
         if self.settings.usage is not None:
@@ -270,16 +290,18 @@ class OpenAICompatServer:
         else:
             prompt_tokens = prompt_chars // 4 + 1
             completion_tokens = len(content) // 4 + 1
+        if self.settings.prompt_tokens_per_char is not None:
+            prompt_tokens = int(prompt_chars * self.settings.prompt_tokens_per_char)
         if self.settings.completion_tokens_from_max_tokens:
             completion_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or completion_tokens)
         n = len(self.requests)
-        return {
+        out = {
             "id": f"chatcmpl-test-{n}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.settings.model_version or body.get("model", "test-model"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
@@ -287,6 +309,9 @@ class OpenAICompatServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if not self.settings.send_usage:
+            del out["usage"]
+        return out
 
 
 class _Server(ThreadingHTTPServer):
@@ -377,7 +402,17 @@ class _Handler(BaseHTTPRequestHandler):
         if settings.latency_s:
             time.sleep(settings.latency_s)
         fault = rec.fault
-        if fault == "server_error":
+        rf = rec.response_format or {}
+        if fault is None and settings.dialect == "llama_cpp" and rf.get("type") == "json_schema":
+            fault = "bad_request_500"
+        if fault == "bad_request_500":
+            self._json(500, {"error": {"message": LLAMA_CPP_REFUSAL, "type": "internal_server_error"}})
+        elif fault == "truncated":
+            answer = json.dumps(owner.answer_content(rec))
+            self._json(200, owner.completion(rec, answer[: len(answer) // 2], finish_reason="length"))
+        elif fault == "content_filter":
+            self._json(200, owner.completion(rec, "", finish_reason="content_filter"))
+        elif fault == "server_error":
             self._json(500, {"error": {"message": "injected server error", "type": "server_error"}})
         elif fault == "unavailable":
             self._json(503, {"error": {"message": "injected unavailable", "type": "server_error"}})

@@ -56,7 +56,7 @@ def test_example_catalog_is_valid_and_without_a_key_falls_back(family, local, mo
         ("endpoints: {e: {timeout: 3}}\n", "endpoints.e.timeout: unknown key (typo?)"),
         ("endpoints: {e: {}}\nmodels: {local: {endpoint: e, model: x}}\n", "models.local: 'local' is the built-in"),
         ("endpoints: {e: {}}\nmodels: {m: {endpoint: e, model: x, structured_output: xml}}\n",
-         "models.m.structured_output: Input should be 'json_schema', 'json_object' or 'none'"),
+         "models.m.structured_output: Input should be 'json_schema', 'json_object_schema', 'json_object' or 'none'"),
         ("tasks: {classify: {provider: local}}\n", "tasks: unknown key (typo?)"),
         ("concurrency: 0\n", "concurrency: Input should be greater than or equal to 1"),
         ("models: [unclosed\n", "not valid YAML at line"),

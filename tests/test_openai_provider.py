@@ -64,7 +64,8 @@ def test_every_task_type_round_trips_through_the_sdk(family, server):
     assert out["refund"].output == {"amount_usd": 120.0} and out["refund"].confidence == 0.93  # the phone was redacted
     r = out["category"]
     assert r.cost_usd == pytest.approx((r.tokens_in * 2 + r.tokens_out * 8) / 1e6) and r.tokens_in > 0
-    assert r.model_id == "test-model" and r.model_version == "test-model-2026-01-15"  # the served version
+    assert r.model_id == r.model_version == "test-model"  # the configured model, whatever the server says
+    assert r.served_model == "test-model-2026-01-15"  # the response's `model`, kept apart
     assert r.prompt_hash == p.prompt_hash(family.tasks["category"]) and r.provider == "test"
     assert server.call_count == 7 and {req.task for req in server.chat_requests} == set(family.tasks)
 

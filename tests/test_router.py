@@ -172,7 +172,7 @@ def test_fallback_chain_tries_the_next_model_before_local(family, local, tmp_pat
         broken.fail("server_error")
         config = {
             "endpoints": {"a": endpoint(broken.url, max_attempts=2), "b": endpoint(healthy.url)},
-            "models": {"big": {"endpoint": "a", "model": "big-1"}, "small": {"endpoint": "b", "model": "small-1"}},
+            "models": {"big": {"endpoint": "a", "model": "big-1", "price": {}}, "small": {"endpoint": "b", "model": "small-1", "price": {}}},
         }
         routes = {"summary": TaskRoute(provider="big", fallbacks=["small", "local"])}
         batch = session_for(router_for(tmp_path, config), local, routes).run(family.tasks["summary"], make_items(3))

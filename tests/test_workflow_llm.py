@@ -24,6 +24,7 @@ from resources.redaction import find_pii
 from resources.router.ledger import ledger_spend
 from resources.router.resource import ModelRouter
 from tests.conformance.guarantees import no_secret
+from tests.openai_answers import SchemaAnswer
 from tests.openai_server import OpenAICompatServer
 from tests.workflow import DEFS, IN_PROCESS, check_results, copy_batch, inbox_of, materialization_metadata, \
     run_workflow, sample_files, temp_resources
@@ -52,6 +53,20 @@ def catalog(url: str) -> dict:
     }
 
 
+def true_categories(family: Family) -> dict[str, str]:
+    """record id -> its known category, from the labelled file (golden rows) and the sample batch."""
+    frames = [pd.read_csv(family.path("data/labelled_tickets.csv"), dtype=str), pd.read_csv(sample_files(family)[0], dtype=str, on_bad_lines="skip")]
+    return {rid: cat for df in frames for rid, cat in zip(df["ticket_id"], df["category"])}
+
+
+def knows_category(rec, schema: dict, truth: dict[str, str], settings) -> dict | None:
+    if rec.task != "category" or rec.record_id not in truth:
+        return None
+    out = SchemaAnswer(rec, settings).build(schema)
+    out["label"] = truth[rec.record_id]
+    return out
+
+
 @dataclass
 class LlmRuns:
     family: Family
@@ -68,7 +83,13 @@ class LlmRuns:
         return self.resources["warehouse"]
 
     def requests(self, task: str):
-        return [r for r in self.server.chat_requests if r.task == task]
+        """Live traffic's requests for a task: those of the batch's records (the LLM evaluation's are of golden rows)."""
+        batch = set(self.enriched["record_id"])
+        return [r for r in self.server.chat_requests if r.task == task and r.record_id in batch]
+
+    def live_calls(self) -> int:
+        batch = set(self.enriched["record_id"])
+        return sum(r.record_id in batch for r in self.server.chat_requests)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +101,10 @@ def llm(tmp_path_factory, model_dir):
     doc["attributes"]["routing"] = ROUTING
     (folder / "defs.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     family = Family.load(folder, known_models={"small"})
+    truth = true_categories(family)
     with OpenAICompatServer() as server, dg.instance_for_test() as instance:
+        # the model knows each record's category: its cascade configuration passes the LLM gates and goes live
+        server.settings.answers = lambda rec, schema: knows_category(rec, schema, truth, server.settings)
         models = root / "models.yaml"
         models.write_text(yaml.safe_dump(catalog(server.url)), encoding="utf-8")
         router = ModelRouter(config_path=str(models), api_key=SECRET)
@@ -163,7 +187,7 @@ def test_cost_is_accounted_per_row_in_the_ledger_and_in_llm_metadata(llm):
     assert 0 < category["llm.budget_remaining_usd"] < llm.family.spec.budget.per_run_usd
     assert meta[f"{ST}/enriched_records"]["cost_usd"] == pytest.approx(ok["cost_usd"].sum())
     ledger = ledger_spend(llm.warehouse, family=ST, run_id=first.run_id, partition=BATCH)
-    assert ledger.cost_usd == pytest.approx(ok["cost_usd"].sum()) and ledger.calls == llm.calls[0]
+    assert ledger.cost_usd == pytest.approx(ok["cost_usd"].sum()) and ledger.calls == llm.live_calls()
     spend = check_results(first)[(f"{ST}/enriched_records", "llm_spend_within_budget")]
     assert spend.passed and spend.metadata["source"].value == "ledger (this run)"
     kpis = meta[f"{ST}/kpi_daily"]  # what the first run's KPI materialization shows (plotted over runs)
@@ -172,7 +196,7 @@ def test_cost_is_accounted_per_row_in_the_ledger_and_in_llm_metadata(llm):
 
 def test_an_unchanged_batch_rematerialized_makes_no_http_call(llm):
     first, second = llm.calls
-    assert first == ROWS + len(llm.requests("category")) and second == first
+    assert llm.live_calls() == ROWS + len(llm.requests("category")) and second == first
     again = llm.warehouse.read_table(llm.family.table("enriched_records"), partitions=[BATCH])
     before = llm.enriched.set_index("record_id")
     after = again.set_index("record_id").loc[before.index]
@@ -200,6 +224,19 @@ def test_the_kpis_still_show_what_the_day_cost_after_a_cached_rerun(llm):
     job = dg.define_asset_job("kpis_again", selection=[dg.AssetKey(llm.family.key("kpi_daily"))])
     defs = dg.Definitions.merge(family_definitions([llm.family], llm.resources), dg.Definitions(jobs=[job]))
     assert defs.resolve_job_def("kpis_again").execute_in_process(instance=llm.instance).success
-    spent = ledger_spend(llm.warehouse, family=ST).cost_usd  # (this warehouse holds this batch only)
+    # (this warehouse holds this batch only; the LLM evaluations' spend is in the ledger under runs of their own)
+    spent = sum(ledger_spend(llm.warehouse, family=ST, run_id=r.run_id).cost_usd for r in llm.results)
     daily = llm.warehouse.read_table(llm.family.table("kpi_daily"))
     assert spent > 0 and daily["cost_usd"].sum() == pytest.approx(spent)
+
+
+def test_the_run_evaluated_and_promoted_each_llm_configuration_before_its_task_answered(llm):
+    meta = materialization_metadata(llm.results[0])
+    for task in ("category", "reply"):
+        assert meta[f"{ST}/{task}_llm_champion"]["decision"] == "promoted", meta[f"{ST}/{task}_llm_champion"]
+        evaluation = meta[f"{ST}/{task}_llm_evaluation"]
+        eval_spend = ledger_spend(llm.warehouse, family=ST, run_id=evaluation["ledger_run_id"])
+        assert eval_spend.calls > 0 and eval_spend.cost_usd == pytest.approx(evaluation["evaluation_cost_usd"])
+        assert meta[f"{ST}/{task}"]["llm_configuration"].startswith("LLM champion llm-")
+    golden = [r for r in llm.server.chat_requests if r.record_id not in set(llm.enriched["record_id"])]
+    assert golden and all(set(r.user_payload["text"]) == {"subject", "body"} for r in golden)

@@ -61,6 +61,7 @@ PROVENANCE_FIELDS = (
     "provider",
     "model_id",
     "model_version",
+    "served_model",
     "prompt_hash",
     "tokens_in",
     "tokens_out",
@@ -83,6 +84,8 @@ class TaskResult(BaseModel):
     provider: str
     model_id: str
     model_version: str
+    # what the server said answered (its response's `model`); model_id / model_version are the configured ones
+    served_model: str | None = None
     prompt_hash: str
     input_hash: str = ""
     tokens_in: int = 0
@@ -123,6 +126,7 @@ def error_result(task: "TaskDefinition", item: Item, provider: str, error: str, 
     return TaskResult.model_construct(
         record_id=item.id, task=task.name, output=None, confidence=None, provider=provider,
         model_id=extra.pop("model_id", ""), model_version=extra.pop("model_version", ""),
+        served_model=extra.pop("served_model", None),
         prompt_hash=extra.pop("prompt_hash", ""), input_hash=item.input_hash, tokens_in=extra.pop("tokens_in", 0),
         tokens_out=extra.pop("tokens_out", 0), cost_usd=extra.pop("cost_usd", 0.0), latency_ms=0.0,
         attempts=extra.pop("attempts", 1), path=extra.pop("path", "primary"), redactions=extra.pop("redactions", 0),

@@ -35,7 +35,7 @@ from .tasks import (
 # logical column types, as the warehouse stores them
 STR, FLOAT, INT, BOOL, JSON = "str", "float", "int", "bool", "json"
 _PROVENANCE_TYPES = {
-    "provider": STR, "model_id": STR, "model_version": STR, "prompt_hash": STR, "tokens_in": INT,
+    "provider": STR, "model_id": STR, "model_version": STR, "served_model": STR, "prompt_hash": STR, "tokens_in": INT,
     "tokens_out": INT, "cost_usd": FLOAT, "latency_ms": FLOAT, "attempts": INT, "path": STR,
     "redactions": INT, "error": STR,
 }
@@ -77,8 +77,9 @@ class TaskDefinition:
     @functools.cached_property
     def fingerprint(self) -> str:
         """A hash of the declaration and the resolved labels: any change gives a new one."""
-        return content_hash(self.family, self.name, self.spec.model_dump(mode="json", by_alias=True), self.labels,
-                            self.text_fields)
+        # the LLM prompt file is versioned by the prompt registry, not by the local answers' version
+        spec = self.spec.model_dump(mode="json", by_alias=True, exclude={"prompt"})
+        return content_hash(self.family, self.name, spec, self.labels, self.text_fields)
 
     # ---- the answer ----------------------------------------------------------------------
     @functools.cached_property

@@ -1,11 +1,17 @@
 """The OpenAI-compatible provider: any chat-completions endpoint (OpenAI, Azure, vLLM, Ollama).
 
 One HTTP call answers one task for one record. The prompt comes from the task definition
-(:mod:`resources.providers.prompts`); the answer's shape is the task's ``output_model``, asked for
-as structured output (``response_format`` with its JSON schema, or a JSON object with the schema in
-the prompt, per the model's ``structured_output``). The answer is validated with the output model,
-then :meth:`~resources.providers.definition.TaskDefinition.accept` (e.g. a draft may cite only the
-documents it was given); any failure is a failed attempt of kind ``invalid_output``.
+(:mod:`resources.providers.prompts`); the answer's shape is the task's ``output_model``, its JSON
+schema sent with every request in the endpoint's structured-output dialect (``json_schema``,
+llama.cpp's ``json_object_schema``, ``json_object`` or ``none``: see :mod:`resources.router.catalog`).
+The answer is validated with the output model, then
+:meth:`~resources.providers.definition.TaskDefinition.accept` (e.g. a draft may cite only the
+documents it was given); any failure is a failed attempt of kind ``invalid_output``. An answer cut
+off by ``max_tokens`` (``finish_reason: length``) is ``truncated``, one withheld by the server's
+filter ``content_filter``: neither is worth sending again.
+
+The model recorded on a result is the one configured (``model_id`` / ``model_version``); what the
+response's ``model`` field says is kept apart as ``served_model``, as some servers echo any id.
 
 It is ``external``: record text is PII-redacted before it leaves the process, and the count is
 recorded on the result.
@@ -24,7 +30,6 @@ per-call timeouts and its own token/cost accounting, so it uses the ``openai`` S
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import re
@@ -35,6 +40,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import BaseModel, Field, ValidationError
 
 from resources.concurrency import run_coroutine
+from resources.providers.call_errors import (  # noqa: F401 - the provider's errors, re-exported
+    DETERMINISTIC_FAILURES,
+    ERROR_KINDS,
+    ProviderCallError,
+    classify_exception,
+    parse_retry_after,
+    scrub,
+)
 from resources.providers.base import Item, ModelProvider, TaskResult, content_hash, error_result
 from resources.providers.definition import InvalidAnswer, TaskDefinition
 from resources.providers.prompts import PROMPT_VERSION, record_payload, system_prompt, user_message
@@ -52,6 +65,7 @@ class _Message(BaseModel):
 
 class _Choice(BaseModel):
     message: _Message
+    finish_reason: str | None = None
 
 
 class _Usage(BaseModel):
@@ -67,102 +81,6 @@ class ChatCompletionBody(BaseModel):
     usage: _Usage | None = None
 
 
-# ---- errors --------------------------------------------------------------------------------
-
-# kind -> (retryable, counts toward the endpoint's cooldown)
-ERROR_KINDS: dict[str, tuple[bool, bool]] = {
-    "timeout": (True, True),
-    "rate_limited": (True, True),
-    "server_error": (True, True),
-    "connection": (True, True),
-    "malformed_response": (True, True),
-    "invalid_output": (True, False),
-    "auth": (False, True),
-    "client_error": (False, False),
-}
-
-
-class ProviderCallError(Exception):
-    """One failed attempt. ``kind`` is the fallback reason; the message never holds the key."""
-
-    def __init__(self, kind: str, message: str, *, retry_after: float | None = None, tokens_in: int = 0,
-                 tokens_out: int = 0, status: int | None = None) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.retry_after = retry_after
-        self.tokens_in = tokens_in
-        self.tokens_out = tokens_out
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        return ERROR_KINDS.get(self.kind, (False, False))[0]
-
-    @property
-    def endpoint_failure(self) -> bool:
-        return ERROR_KINDS.get(self.kind, (False, False))[1]
-
-
-def scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def classify_exception(exc: BaseException, secrets: Sequence[str | None] = ()) -> ProviderCallError:
-    """Map an SDK/transport exception to a :class:`ProviderCallError` (message scrubbed)."""
-    import openai
-
-    if isinstance(exc, ProviderCallError):
-        return exc
-    msg = scrub(str(exc), secrets)[:300]
-    if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
-        return ProviderCallError("timeout", "no answer within the timeout")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            return ProviderCallError("rate_limited", f"HTTP 429: {msg}",
-                                     retry_after=parse_retry_after(exc.response.headers), status=status)
-        if status in (401, 403):  # the body may echo the key: never keep it
-            return ProviderCallError("auth", f"HTTP {status}: authentication failed", status=status)
-        if status >= 500:
-            return ProviderCallError("server_error", f"HTTP {status}: {msg}", status=status)
-        if status == 408:
-            return ProviderCallError("timeout", f"HTTP 408: {msg}", status=status)
-        return ProviderCallError("client_error", f"HTTP {status}: {msg}", status=status)
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderCallError("connection", msg)
-    if isinstance(exc, (openai.APIResponseValidationError, json.JSONDecodeError, ValueError)):
-        return ProviderCallError("malformed_response", f"unparsable response: {type(exc).__name__}")
-    return ProviderCallError("connection", f"{type(exc).__name__}: {msg}")
-
-
 # ---- calls ---------------------------------------------------------------------------------
 
 
@@ -173,7 +91,7 @@ class TaskPrompt:
     system: str
     response_format: dict[str, Any] | None
     prompt_hash: str
-    extra_chars: int  # schema sent beside the messages (counts toward input tokens)
+    extra_chars: int  # UTF-8 bytes of the schema sent beside the messages (servers may put it in the prompt)
 
 
 @dataclass
@@ -183,7 +101,15 @@ class PreparedCall:
     prompt: TaskPrompt
     messages: list[dict[str, str]]
     redactions: int
-    est_tokens_in: int
+    tokens_in_bound: int  # what the prompt cannot exceed (tokens_in_bound()); budgets and TPM reserve it
+
+    def corrected(self, problem: str) -> "PreparedCall":
+        """This call with a corrective message: a deterministic model is never sent the same request twice."""
+        note = {"role": "user", "content": f"Your previous answer was not accepted: {problem}. Answer again "
+                                           "with only a JSON object that matches the JSON schema."}
+        messages = [*self.messages, note]
+        return PreparedCall(self.task, self.item, self.prompt, messages, self.redactions,
+                            tokens_in_bound(messages, self.prompt.extra_chars))
 
 
 @dataclass
@@ -194,9 +120,44 @@ class CallOutcome:
     latency_ms: float
 
 
-def estimate_tokens(messages: Sequence[dict[str, str]], extra_chars: int = 0) -> int:
-    """A conservative pre-call token estimate (about 3 characters per token, plus framing)."""
-    return (sum(len(m.get("content") or "") for m in messages) + extra_chars) // 3 + 8 * len(messages) + 8
+# Chat-template overhead, in tokens: the role markers a server wraps around each message and the
+# assistant prefix after the last one. ChatML spelled out byte by byte (a vocabulary without its
+# special tokens) is ~30 bytes per message; llama-2's [INST] <<SYS>> ... [/INST] is less.
+TEMPLATE_TOKENS_PER_MESSAGE = 32
+TEMPLATE_TOKENS_PER_CALL = 32
+
+
+def tokens_in_bound(messages: Sequence[dict[str, str]], extra_bytes: int = 0) -> int:
+    """An upper bound on a prompt's tokens, for any tokenizer we may meet, without one at hand.
+
+    No tokenizer makes more tokens than its input's UTF-8 bytes once it falls back to bytes:
+    byte-level BPE (OpenAI's, Llama 3's) at most one per byte; SentencePiece with byte fallback
+    (Llama 2's) the same, except that it first turns each space into "▁" (3 bytes), so spaces
+    count 3. Plus the chat template's framing (``TEMPLATE_TOKENS_*``) and the schema (``extra_bytes``).
+    A character estimate is no bound: a real server counted 3x chars/3.
+    """
+    size = extra_bytes
+    for m in messages:
+        text = m.get("content") or ""
+        size += len(text.encode("utf-8")) + 2 * text.count(" ")
+    return size + TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + TEMPLATE_TOKENS_PER_CALL
+
+
+# llama.cpp turns a schema into a grammar whose string rules repeat once per allowed character: a bound of a
+# few thousand makes it give up on the grammar ("exceeds sane defaults") and the server then crashes
+# mid-generation (seen with llama-cpp-python 0.3.36 and maxLength 2000). Larger bounds are left to the
+# answer's own validation, which enforces every bound of the task's schema after the call anyway.
+GRAMMAR_MAX_REPEAT = 500
+
+
+def grammar_schema(schema: Any) -> Any:
+    """The schema without string-length bounds above :data:`GRAMMAR_MAX_REPEAT` (for grammar-constrained servers)."""
+    if isinstance(schema, dict):
+        return {k: grammar_schema(v) for k, v in schema.items()
+                if not (k in ("maxLength", "minLength") and isinstance(v, int) and v > GRAMMAR_MAX_REPEAT)}
+    if isinstance(schema, list):
+        return [grammar_schema(v) for v in schema]
+    return schema
 
 
 @functools.cache
@@ -252,25 +213,32 @@ class OpenAIProvider(ModelProvider):
         if hit is not None and hit[0] is task:  # holding the task keeps its id from being reused
             return hit[1]
         system = system_prompt(task)
-        mode = self.model.structured_output
+        mode = self.structured_output
         response_format: dict[str, Any] | None = None
         if mode == "json_schema":
-            schema = task.json_schema()
-            response_format = {"type": "json_schema", "json_schema": {"name": task.name, "schema": schema,
+            response_format = {"type": "json_schema", "json_schema": {"name": task.name, "schema": task.json_schema(),
                                                                       "strict": False}}
+        elif mode == "json_object_schema":
+            response_format = {"type": "json_object", "schema": grammar_schema(task.json_schema())}
         elif mode == "json_object":
             response_format = {"type": "json_object"}
+        schema_bytes = len(json.dumps(response_format).encode("utf-8")) if mode.endswith("schema") else 0
         prompt = TaskPrompt(
             system=system,
             response_format=response_format,
-            prompt_hash=content_hash(PROMPT_VERSION, system, self.model.model, self.model.params, mode),
-            extra_chars=len(json.dumps(response_format)) if mode == "json_schema" else 0,
+            prompt_hash=content_hash(PROMPT_VERSION, system, self.model.model, self.model.request_params, mode),
+            extra_chars=schema_bytes,
         )
         self._prompts[id(task)] = (task, prompt)
         return prompt
 
     def prompt_hash(self, task: TaskDefinition) -> str:
         return self.prompt(task).prompt_hash
+
+    @property
+    def structured_output(self) -> str:
+        """The structured-output dialect of this model: its own, else its endpoint's."""
+        return self.model.structured_output or self.endpoint.structured_output
 
     def input_hash(self, task: TaskDefinition, item: Item) -> str:
         """Hash of everything about the record that reaches the prompt (before redaction)."""
@@ -280,11 +248,11 @@ class OpenAIProvider(ModelProvider):
         prompt = self.prompt(task)
         payload, redactions = record_payload(task, item, redact=True)
         messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": user_message(payload)}]
-        return PreparedCall(task, item, prompt, messages, redactions, estimate_tokens(messages, prompt.extra_chars))
+        return PreparedCall(task, item, prompt, messages, redactions, tokens_in_bound(messages, prompt.extra_chars))
 
     def estimate_cost(self, call: PreparedCall) -> float:
-        """Upper-bound cost of one attempt: estimated input plus the full ``max_tokens`` output."""
-        return self.model.price.cost(call.est_tokens_in, self.model.max_tokens)
+        """Upper-bound cost of one attempt: the prompt's token bound plus the full ``max_tokens`` output."""
+        return self.model.cost(call.tokens_in_bound, self.model.max_tokens)
 
     def make_client(self) -> "AsyncOpenAI":
         """A new async client; create it inside the event loop that will use it."""
@@ -305,7 +273,7 @@ class OpenAIProvider(ModelProvider):
 
     async def acall(self, client: "AsyncOpenAI", call: PreparedCall) -> CallOutcome:
         """One attempt. Raises :class:`ProviderCallError` on any failure, including invalid output."""
-        body: dict[str, Any] = {"model": self.model.model, "messages": call.messages, **self.model.params}
+        body: dict[str, Any] = {"model": self.model.model, "messages": call.messages, **self.model.request_params}
         if call.prompt.response_format is not None:
             body.setdefault("response_format", call.prompt.response_format)
         start = time.perf_counter()
@@ -329,9 +297,16 @@ class OpenAIProvider(ModelProvider):
             kind = "not JSON" if any(e["type"] == "json_invalid" for e in err.errors()) else "not a chat completion"
             raise ProviderCallError("malformed_response", f"response body is {kind}") from None
         usage = response.usage
-        tokens_in = usage.prompt_tokens if usage else call.est_tokens_in
-        tokens_out = usage.completion_tokens if usage else 0
-        result = self.parse(call, response.choices[0].message.content or "", tokens_in, tokens_out, response.model)
+        # without usage the bound is charged: what the server may have counted, never less
+        tokens_in = usage.prompt_tokens if usage else call.tokens_in_bound
+        tokens_out = usage.completion_tokens if usage else self.model.max_tokens
+        choice = response.choices[0]
+        if choice.finish_reason in ("length", "content_filter"):
+            kind = "truncated" if choice.finish_reason == "length" else "content_filter"
+            what = (f"cut off at max_tokens={self.model.max_tokens}" if kind == "truncated"
+                    else "withheld by the server's filter")
+            raise ProviderCallError(kind, f"{call.task.name} answer {what}", tokens_in=tokens_in, tokens_out=tokens_out)
+        result = self.parse(call, choice.message.content or "", tokens_in, tokens_out, response.model)
         result.latency_ms = latency_ms
         return CallOutcome(result, tokens_in, tokens_out, latency_ms)
 
@@ -355,9 +330,9 @@ class OpenAIProvider(ModelProvider):
                                     tokens_out=tokens_out) from None
         return TaskResult(
             record_id=item.id, task=task.name, output=output, confidence=confidence, provider=self.name,
-            model_id=self.model.model, model_version=served_model or self.model.model,
+            model_id=self.model.model, model_version=self.model.model, served_model=served_model,
             prompt_hash=call.prompt.prompt_hash, input_hash=item.input_hash,
-            tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=self.model.price.cost(tokens_in, tokens_out),
+            tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=self.model.cost(tokens_in, tokens_out),
             path="llm", redactions=call.redactions,
         )
 
@@ -381,7 +356,7 @@ class OpenAIProvider(ModelProvider):
                 except ProviderCallError as err:
                     return self.error_result(
                         task, item, str(err), tokens_in=err.tokens_in, tokens_out=err.tokens_out,
-                        cost_usd=self.model.price.cost(err.tokens_in, err.tokens_out), redactions=call.redactions,
+                        cost_usd=self.model.cost(err.tokens_in, err.tokens_out), redactions=call.redactions,
                     )
 
         try:

@@ -61,6 +61,9 @@ class TaskCommon(Strict):
         default_factory=list, description="tasks whose answers this task reads (they run first)"
     )
     instructions: str = Field("", description="instructions for an LLM answering this task (default per type)")
+    prompt: str | None = Field(
+        None, description="Jinja prompt template file for LLM answers, relative to the family folder (default: the platform's)"
+    )
 
     @property
     def has_confidence(self) -> bool:
@@ -302,11 +305,38 @@ class Retrieval(Strict):
 
 
 class DraftRubric(Strict):
-    """What a good draft does, checked by the evaluation (deterministic, readable by eye)."""
+    """What a good draft does: the keyword rubric (offline default) and, with ``judge``, criteria a model scores.
+
+    ``criteria`` maps a criterion name to what a good draft does; ``judge`` names a model of the
+    catalog that scores them (pass/fail and a reason each, :mod:`resources.evaluation.judge`).
+    Without ``judge`` the deterministic keyword rubric scores the drafts.
+    """
 
     label_task: str | None = Field(None, description="classify task whose label the draft should address")
     terms: dict[str, list[str]] = Field(default_factory=dict, description="label -> words a draft about it uses")
     min_score: float = Field(0.75, ge=0, le=1)
+    criteria: dict[str, str] = Field(default_factory=dict, description="criterion -> what a good draft does")
+    judge: str | None = Field(None, description="catalog model scoring the criteria; none = the keyword rubric")
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not IDENTIFIER.match(k) or k.endswith("_reason") or k == "confidence"]
+        if bad:
+            raise ValueError(f"criterion names must be lower_snake_case identifiers, not 'confidence' nor "
+                             f"ending in '_reason': {bad}")
+        empty = [k for k, text in v.items() if not str(text).strip()]
+        if empty:
+            raise ValueError(f"criteria {empty} say nothing: describe what a good draft does")
+        return v
+
+    @model_validator(mode="after")
+    def _judged(self) -> "DraftRubric":
+        if self.judge is not None and not self.criteria:
+            raise ValueError("judge needs criteria: the judge model scores the declared criteria")
+        if self.judge == "local":
+            raise ValueError("judge names a model of the model catalog; leave it unset for the keyword rubric")
+        return self
 
 
 class DraftTask(TaskCommon):

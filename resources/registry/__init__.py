@@ -2,6 +2,7 @@
 
 - :mod:`.schema`: the tables, keyed by family, and :func:`ensure_schema`;
 - :mod:`.api`: :class:`ModelRegistry`, the plain API (no Dagster);
+- :mod:`.prompts`: :class:`PromptRegistry`, the LLM prompt templates' versions and aliases;
 - :mod:`.lifecycle`: train -> register -> evaluate -> promote, as plain functions;
 - :mod:`.resource`: :class:`ModelRegistryResource`, the registry for assets, sensors and checks.
 """
@@ -17,6 +18,7 @@ _EXPORTS = {
     "RETIRED": ".records", "EvaluationRecord": ".records", "PromotionConflict": ".records",
     "RegistryError": ".records", "VersionInfo": ".records", "default_actor": ".records",
     "ModelRegistryResource": ".resource", "ensure_schema": ".schema",
+    "PromptRegistry": ".prompts", "PromptVersion": ".prompts", "bind_prompt": ".prompts",
 }
 __all__ = sorted(_EXPORTS)
 

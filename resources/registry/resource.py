@@ -20,3 +20,9 @@ class ModelRegistryResource(dg.ConfigurableResource):
         from .api import ModelRegistry
 
         return ModelRegistry(self.warehouse.engine)
+
+    def prompts(self):
+        """The prompt registry (:class:`resources.registry.prompts.PromptRegistry`) over the warehouse."""
+        from .prompts import PromptRegistry
+
+        return PromptRegistry(self.warehouse.engine)

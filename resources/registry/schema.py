@@ -8,6 +8,9 @@
   the *database* refuse a second champion (or challenger) of a task, whatever the code does.
 - ``model_alias_history``: every alias change (who, when, from, to, why, which evaluation);
   database triggers refuse UPDATE and DELETE on it.
+- ``prompt_versions`` / ``prompt_aliases`` / ``prompt_alias_history``: the LLM prompt templates of
+  each (family, task), keyed by the hash of their text, with the same alias guarantees (their own
+  partial unique index, an append-only history); the versions table is append-only too.
 - ``model_evaluations``: every golden-set evaluation (metrics of challenger and champion, the
   gate results), referenced by the history row of a promotion.
 
@@ -121,7 +124,68 @@ class Evaluation(Base):
     created_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
 
 
+# ---- prompts: the same alias guarantees, in tables of their own (a model champion and a prompt
+# champion of one task are two different things and must never collide in one unique index)
+class PromptText(Base):
+    __tablename__ = "prompt_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("family", "task", "version", name="uq_prompt_versions_family_task_version"),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
+    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
+    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False)
+    text: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
+    created_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
+
+
+class PromptAlias(Base):
+    __tablename__ = "prompt_aliases"
+    __table_args__ = (
+        sa.UniqueConstraint("family", "task", "version", name="uq_prompt_aliases_family_task_version"),
+        sa.CheckConstraint(f"alias IN {ALIASES!r}", name="ck_prompt_aliases_alias"),
+        sa.Index(
+            "uq_prompt_aliases_one_per_family_task",
+            "family",
+            "task",
+            "alias",
+            unique=True,
+            sqlite_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
+            postgresql_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
+        ),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
+    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
+    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False)
+    alias: orm.Mapped[str] = orm.mapped_column(sa.String(20), nullable=False)
+    updated_by: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
+    updated_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
+    reason: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
+
+
+class PromptAliasHistory(Base):
+    __tablename__ = "prompt_alias_history"
+    __table_args__ = (sa.Index("ix_prompt_alias_history_family_task", "family", "task"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
+    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
+    alias: orm.Mapped[str] = orm.mapped_column(sa.String(20), nullable=False)
+    from_version: orm.Mapped[str | None] = orm.mapped_column(sa.String(VERSION), nullable=True)
+    to_version: orm.Mapped[str | None] = orm.mapped_column(sa.String(VERSION), nullable=True)
+    actor: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
+    reason: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
+    evaluation_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64), nullable=True)
+    recorded_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
+
+
 HISTORY_TABLE = AliasHistory.__tablename__
+PROMPT_HISTORY_TABLE = PromptAliasHistory.__tablename__
+PROMPT_TABLE = PromptText.__tablename__
 TABLES = tuple(t.name for t in Base.metadata.sorted_tables)
 _SCHEMA_READY: set[str] = set()
 _SCHEMA_LOCK = threading.Lock()
@@ -153,6 +217,8 @@ def ensure_schema(engine: sa.Engine) -> None:
                         col_type = col.type.compile(dialect=conn.dialect)
                         conn.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {col_type}'))
             make_append_only(conn, HISTORY_TABLE)
+            make_append_only(conn, PROMPT_HISTORY_TABLE)
+            make_append_only(conn, PROMPT_TABLE)  # a prompt version's text never changes
         _SCHEMA_READY.add(key)
 
 

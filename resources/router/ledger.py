@@ -57,6 +57,8 @@ def ledger_table(name: str) -> sa.Table:
         sa.Column("task", sa.String(100), nullable=False),
         sa.Column("endpoint", sa.String(100), nullable=False),
         sa.Column("model_id", sa.String(200), nullable=False),
+        # what the responses' `model` said answered (comma-separated when several); model_id is the configured one
+        sa.Column("served_model", sa.String(200), nullable=True),
         sa.Column("calls", sa.Integer, nullable=False),
         sa.Column("tokens_in", sa.Integer, nullable=False),
         sa.Column("tokens_out", sa.Integer, nullable=False),
@@ -157,6 +159,7 @@ class Spend:
     tokens_out: int
     cost_usd: float
     auth_failures: int = 0
+    served_model: str | None = None
 
 
 def ledger_auth_failures(warehouse: Warehouse, *, family: str, run_id: str, partition: str | None = None,
@@ -178,6 +181,7 @@ def spend_rows(*, family: str, run_id: str, partition: str | None, task: str, sp
                chunk: str | None = None) -> list[dict]:
     """The ledger rows of (a chunk of) a batch: its spend summed per endpoint and model."""
     agg: dict[tuple[str, str], list[float]] = {}
+    served: dict[tuple[str, str], set[str]] = {}
     for s in spends:
         a = agg.setdefault((s.endpoint, s.model_id), [0, 0, 0, 0.0, 0])
         a[0] += s.calls
@@ -185,10 +189,13 @@ def spend_rows(*, family: str, run_id: str, partition: str | None, task: str, sp
         a[2] += s.tokens_out
         a[3] += s.cost_usd
         a[4] += s.auth_failures
+        if s.served_model:
+            served.setdefault((s.endpoint, s.model_id), set()).add(s.served_model)
     now = dt.datetime.now(dt.timezone.utc)
     return [
         {"recorded_at": now.isoformat(), "day": now.date().isoformat(), "family": family, "run_id": run_id,
-         "partition": partition, "task": task, "endpoint": endpoint, "model_id": model_id, "calls": int(a[0]),
+         "partition": partition, "task": task, "endpoint": endpoint, "model_id": model_id,
+         "served_model": ",".join(sorted(served.get((endpoint, model_id), ())))[:200] or None, "calls": int(a[0]),
          "tokens_in": int(a[1]), "tokens_out": int(a[2]), "cost_usd": float(a[3]),
          "auth_failures": int(a[4]), "chunk": chunk}
         for (endpoint, model_id), a in agg.items()

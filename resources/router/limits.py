@@ -29,17 +29,26 @@ class RateLimiter:
         self.updated = now
 
     async def acquire(self, amount: float = 1.0) -> float:
-        """Take ``amount`` tokens (a request bigger than the bucket waits for a full one); returns seconds waited."""
-        amount = min(amount, self.capacity)
+        """Take ``amount`` tokens; returns seconds waited.
+
+        A request bigger than the bucket waits for a full one and is then paid in full (the bucket
+        goes into debt): capping it at the bucket's size would let large calls run over the rate.
+        """
+        need = min(amount, self.capacity)
         waited = 0.0
         while True:
             self._refill()
-            if self.tokens >= amount:
+            if self.tokens >= need:
                 self.tokens -= amount
                 return waited
-            delay = (amount - self.tokens) / self.rate
+            delay = (need - self.tokens) / self.rate
             await asyncio.sleep(delay)
             waited += delay
+
+    def adjust(self, delta: float) -> None:
+        """Give back (``delta`` > 0) what a call reserved and did not use, or take what it used beyond."""
+        self._refill()
+        self.tokens = min(self.capacity, self.tokens + delta)
 
 
 class EndpointState:
@@ -68,6 +77,17 @@ class EndpointState:
             self.consecutive_failures = self.cfg.cooldown.after_failures - 1
             return True
         return False
+
+    async def settle_tokens(self, reserved: int, used: int) -> None:
+        """After a call: the tpm windows count what the server reported it used, not the reservation.
+
+        The session's bucket gets the unused part back; a shared window cannot un-count a hit, so
+        it keeps the (larger) reservation and is only charged more when a call used more.
+        """
+        if self.tpm is not None:
+            self.tpm.adjust(reserved - used)
+        if self.shared_tpm is not None and used > reserved:
+            await self.shared_tpm.acquire(used - reserved)
 
     async def throttle(self, tokens: int) -> None:
         if self.rpm is not None:

@@ -82,7 +82,9 @@ class RedisWindow:
         self.limiter = MovingWindowRateLimiter(storage)
 
     async def acquire(self, amount: float) -> float:
-        cost = max(1, min(math.ceil(amount), self.window.amount))  # a bigger request waits for a whole window
+        return await acquire_in_windows(self._acquire, amount, self.window)
+
+    async def _acquire(self, cost: int) -> float:
         waited = 0.0
         while not self.limiter.hit(self.item, self.key, cost=cost):
             reset = self.limiter.get_window_stats(self.item, self.key).reset_time
@@ -90,6 +92,17 @@ class RedisWindow:
             await asyncio.sleep(delay)
             waited += delay
         return waited
+
+
+async def acquire_in_windows(take: Any, amount: float, window: Window) -> float:
+    """``amount`` units, a window's worth at a time: a request bigger than the window is paid in full
+    over several windows (capping it at one window would let large calls run over the limit)."""
+    left, waited = max(1, math.ceil(amount)), 0.0
+    while left > 0:
+        cost = min(left, window.amount)
+        waited += await take(cost)
+        left -= cost
+    return waited
 
 
 def rates_table(ledger: str) -> sa.Table:
@@ -126,7 +139,9 @@ class WarehouseWindow:
         return self._lock
 
     async def acquire(self, amount: float) -> float:
-        cost = max(1, min(math.ceil(amount), self.window.amount))
+        return await acquire_in_windows(self._acquire, amount, self.window)
+
+    async def _acquire(self, cost: int) -> float:
         waited = 0.0
         async with self._local_lock():
             while True:

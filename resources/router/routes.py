@@ -23,6 +23,11 @@ class TaskRoute(_Strict):
     min_confidence: float | None = Field(None, ge=0, le=1, description="an LLM answer below this is a failure")
     escalate_below_confidence: float | None = Field(None, ge=0, le=1, description="cascade threshold")
     escalate_to: list[str] = Field(default_factory=list, description="cascade: models for items the local answer is unsure of")
+    replace_less_confident: bool = Field(
+        False, description="cascade: an LLM answer less confident than the local one may replace it")
+    prompt: str = Field("champion", min_length=1, description="registered prompt version LLM calls use: an alias or a version id")
+    candidates: list[str] = Field(default_factory=list, description="models evaluated for this task; the cheapest "
+                                  "that passes every LLM gate becomes champion")
 
     @model_validator(mode="after")
     def _shape(self) -> "TaskRoute":
@@ -34,6 +39,8 @@ class TaskRoute(_Strict):
                 raise ValueError("a cascade needs both escalate_below_confidence and escalate_to")
             if LOCAL in self.escalate_to:
                 raise ValueError("escalate_to lists models to escalate to; 'local' answered already")
+        if self.candidates and (LOCAL in self.candidates or not self.remote_chain()):
+            raise ValueError("candidates lists catalog models for a task routed to one (provider or escalate_to)")
         if self.provider == LOCAL and any(f != LOCAL for f in self.fallbacks):
             raise ValueError("the local provider is the end of every chain; nothing falls back from it")
         return self
@@ -56,6 +63,7 @@ class TaskRoute(_Strict):
         out = [("provider", self.provider)] if self.provider != LOCAL else []
         out += [(f"fallbacks[{i}]", m) for i, m in enumerate(self.fallbacks) if m != LOCAL]
         out += [(f"escalate_to[{i}]", m) for i, m in enumerate(self.escalate_to)]
+        out += [(f"candidates[{i}]", m) for i, m in enumerate(self.candidates)]
         return out
 
 

@@ -9,9 +9,16 @@ failure. Every result says which path answered it (``result.path``):
   answered (tasks with a confidence: classify, extract);
 - ``fallback:<reason>``: the first choice failed and a later model of the chain, or finally the
   local provider, answered. Reasons: ``timeout``, ``rate_limited``, ``server_error``,
-  ``connection``, ``malformed_response``, ``invalid_output``, ``auth``, ``client_error``,
-  ``low_confidence``, ``cooldown``, ``budget``, ``no_api_key``, ``router_error`` (a bug in the
-  router itself, logged).
+  ``connection``, ``malformed_response``, ``invalid_output``, ``truncated``, ``content_filter``,
+  ``auth``, ``client_error``, ``request_error`` (a 5xx saying the request is bad), ``low_confidence``,
+  ``less_confident`` (a cascade's LLM answer was less sure than the local one, which is kept, unless
+  the route sets ``replace_less_confident``), ``cooldown``, ``budget``, ``no_api_key``,
+  ``router_error`` (a bug in the router itself, logged).
+
+A deterministic model's failure that the same request would meet again (``invalid_output`` after
+its correction, ``truncated``, ``content_filter``) is cached like an answer, under the same key: a
+re-run counts it as a cache hit (``llm.cached_failures``) with its reason and does not pay again; a
+changed prompt, model or params is a new key.
 
 Concurrency, rate limits and cooldowns live in the session. The cache, the spend ledger and the
 budget holds (:mod:`resources.router.holds`) live in the warehouse, so they hold across sessions,
@@ -35,6 +42,7 @@ from resources.concurrency import long_lived_heap_frozen, run_coroutine
 from resources.providers.base import Item, ModelProvider, TaskResult, content_hash, error_result
 from resources.providers.definition import TaskDefinition
 from resources.providers.openai import OpenAIProvider, scrub
+from resources.router.acceptance import Acceptance, cached_failure, confidence_floor, from_cache
 from resources.router.calls import CallContext, ItemTrace, call_lifetime, call_with_retries
 from resources.router.catalog import ModelCatalog
 from resources.router.holds import BudgetHolds
@@ -44,6 +52,7 @@ from resources.router.limits import BudgetGuard, EndpointState
 from resources.router.rates import shared_backend, shared_window
 from resources.router.routes import Budget, TaskRoute
 from resources.router.stats import RouterStats, TaskBatch
+from resources import telemetry
 from resources.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -128,7 +137,7 @@ class RouterSession:
         results: list[TaskResult | None] = [None] * len(items)
         local_results: list[TaskResult] | None = None
         pending = list(range(len(items)))
-        stats = RouterStats(items=len(items))
+        stats = RouterStats(items=len(items), price_sources={m: self.remote[m].model.price_source for m in chain})
 
         if not chain or not items:
             local_results = self._run_local(task, items)
@@ -156,8 +165,11 @@ class RouterSession:
                                    renew_margin_s=self._hold_ttl_s - 10.0)
             try:
                 with long_lived_heap_frozen():
+                    floors = [confidence_floor(local_results[i], route) if cascade and local_results else None
+                              for i in pending]
                     traces = run_coroutine(self._run_remote(
-                        task, [items[i] for i in pending], chain, route.min_confidence, stats, journal))
+                        task, [items[i] for i in pending], chain, Acceptance(route.min_confidence, floors), stats,
+                        journal))
             finally:  # also when the batch is interrupted: what was paid for is kept
                 journal.close()
             self._resolve(task, items, pending, traces, results, local_results, cascade)
@@ -208,16 +220,19 @@ class RouterSession:
     def _run_local(self, task: TaskDefinition, items: list[Item]) -> list[TaskResult]:
         if not items:
             return []
+        started = telemetry.clock()
         try:
             if not self.local.supports(task):
                 raise ValueError(f"the local provider does not support {task.type} tasks")
             out = list(self.local.run(task, items))
             if len(out) != len(items):
                 raise ValueError(f"the local provider returned {len(out)} results for {len(items)} items")
+            telemetry.local_batch(self.family, task, self.local, items, out, started)
             return out
         except Exception as exc:  # noqa: BLE001 - the end of the chain: every item gets a reason, never a raise
             message = scrub(f"local provider failed: {type(exc).__name__}: {exc}", self._secrets)
             self.log.error(f"{task.key}: {message}")
+            telemetry.local_batch(self.family, task, self.local, items, None, started, error=exc)
             return [error_result(task, item, getattr(self.local, "name", "local"), message) for item in items]
 
     # ---- remote --------------------------------------------------------------------------
@@ -227,7 +242,7 @@ class RouterSession:
         return key, input_hash
 
     async def _run_remote(self, task: TaskDefinition, items: list[Item], chain: list[str],
-                          min_confidence: float | None, stats: RouterStats, journal: BatchJournal) -> list[ItemTrace]:
+                          accept: Acceptance, stats: RouterStats, journal: BatchJournal) -> list[ItemTrace]:
         use_cache = self.catalog.cache.enabled
         keys = {(name, i): self._cache_key(task, self.remote[name], it) for name in chain
                 for i, it in enumerate(items)} if use_cache else {}
@@ -257,15 +272,20 @@ class RouterSession:
             trace = ItemTrace()
             for name in chain:
                 provider = self.remote[name]
+                mark = telemetry.start_remote(trace)
                 key, input_hash = keys.get((name, i), ("", ""))
                 hit = cached.get(key) if use_cache else None
                 if hit is not None:
-                    result = _from_cache(hit, item)
-                    if _confident(result, min_confidence):
+                    result = from_cache(hit, item)
+                    reason = cached_failure(result) or accept.why_not(i, result)
+                    if result.error is not None:  # a deterministic failure bought earlier: not paid for again
+                        stats.cache_hits += 1
+                        stats.cached_failures += 1
+                    elif reason is None:
                         trace.result, trace.cache_hit = result, True
                         stats.cache_hits += 1
+                        telemetry.end_remote(mark, self.family, task, provider, item, trace, result)
                         return trace
-                    reason = "low_confidence"
                 elif not provider.has_key:
                     reason = "no_api_key"
                 else:
@@ -275,19 +295,25 @@ class RouterSession:
                         provider, clients[provider.name], call, trace, self._endpoints[provider.name],
                         endpoint_slots[provider.name], ctx,
                     )
+                    if outcome is None and trace.settled_failure is not None and use_cache:
+                        journal.answer(self._cache_row(task, provider, key, input_hash, self._failure(
+                            task, provider, item, trace.settled_failure)))
+                        trace.settled_failure = None
                     if outcome is not None:
                         result = outcome.result
                         if use_cache:
                             journal.answer(self._cache_row(task, provider, key, input_hash, result))
-                        if _confident(result, min_confidence):
+                        reason = accept.why_not(i, result)
+                        if reason is None:
                             result.tokens_in, result.tokens_out = trace.tokens_in, trace.tokens_out
                             result.cost_usd = round(trace.cost_usd, 10)
                             result.attempts = trace.attempts
                             result.redactions = trace.redactions
                             result.latency_ms = (time.perf_counter() - trace.started) * 1000
                             trace.result = result
+                            telemetry.end_remote(mark, self.family, task, provider, item, trace, result)
                             return trace
-                        reason = "low_confidence"
+                telemetry.end_remote(mark, self.family, task, provider, item, trace, None, reason)
                 trace.reason = trace.reason or reason
                 self.log.debug(f"{task.key} {item.id}: {name} failed ({reason}); next in chain")
             return trace
@@ -300,6 +326,12 @@ class RouterSession:
             for client in clients.values():
                 await client.close()
             self._log_rejected_keys(task, ctx)
+
+    @staticmethod
+    def _failure(task: TaskDefinition, provider: OpenAIProvider, item: Item, err: Any) -> TaskResult:
+        """A deterministic failure as a cache entry: what it cost, and why (``<kind>: <detail>``)."""
+        return provider.error_result(task, item, str(err), tokens_in=err.tokens_in, tokens_out=err.tokens_out,
+                                     cost_usd=provider.model.cost(err.tokens_in, err.tokens_out))
 
     def _cache_row(self, task: TaskDefinition, provider: OpenAIProvider, key: str, input_hash: str,
                    result: TaskResult) -> dict[str, Any]:
@@ -340,24 +372,3 @@ class RouterSession:
                f"({s.retries} retries), {s.cache_hits} cache hits, {s.tokens_in}+{s.tokens_out} tokens, "
                f"${s.cost_usd:.6f}")
         (self.log.warning if s.fallbacks else self.log.info)(scrub(msg, self._secrets))
-
-
-def _from_cache(stored: str, item: Item) -> TaskResult:
-    """A cached answer as this call's result.
-
-    It keeps the tokens and cost it was bought for, so a record's row (and the KPIs summed from
-    rows) say what its answer cost even after a re-run; this run's spend (ledger, ``llm.*``
-    metadata, budgets) counts nothing for it (``path == "cache"``).
-    """
-    result = TaskResult.model_validate_json(stored)
-    result.latency_ms = 0.0
-    result.attempts = result.redactions = 0
-    if item.input_hash:
-        result.input_hash = item.input_hash
-    return result
-
-
-def _confident(result: TaskResult, min_confidence: float | None) -> bool:
-    if min_confidence is None:
-        return True
-    return result.confidence is not None and result.confidence >= min_confidence

@@ -19,6 +19,7 @@ class RouterStats(BaseModel):
     tokens_out: int = 0
     cost_usd: float = 0.0
     cache_hits: int = 0
+    cached_failures: int = 0  # of the cache hits: a deterministic failure (invalid_output, truncated) not paid again
     redactions: int = 0
     errors: int = 0  # results no provider could answer
     cooldowns: int = 0  # times an endpoint's cooldown opened
@@ -26,17 +27,20 @@ class RouterStats(BaseModel):
     budget_overruns: int = 0  # calls that cost more than the worst case reserved for them (should stay 0)
     fallbacks_by_reason: dict[str, int] = Field(default_factory=dict)
     paths: dict[str, int] = Field(default_factory=dict)
+    # model name -> where its price came from ("catalog", "genai-prices 0.2.3"), for the models a batch routed to
+    price_sources: dict[str, str] = Field(default_factory=dict)
     budget_remaining_usd: float | None = None
 
     def merge(self, other: "RouterStats") -> None:
-        for name in ("items", "calls", "retries", "tokens_in", "tokens_out", "cache_hits", "redactions",
-                     "errors", "cooldowns", "auth_failures", "budget_overruns"):
+        for name in ("items", "calls", "retries", "tokens_in", "tokens_out", "cache_hits", "cached_failures",
+                     "redactions", "errors", "cooldowns", "auth_failures", "budget_overruns"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd = round(self.cost_usd + other.cost_usd, 10)
         for attr in ("fallbacks_by_reason", "paths"):
             mine = Counter(getattr(self, attr))
             mine.update(getattr(other, attr))
             setattr(self, attr, dict(mine))
+        self.price_sources = {**self.price_sources, **other.price_sources}
         self.budget_remaining_usd = other.budget_remaining_usd
 
     def tally(self, results: list[TaskResult]) -> None:
@@ -72,6 +76,7 @@ class RouterStats(BaseModel):
             "llm.tokens_out": self.tokens_out,
             "llm.cost_usd": round(self.cost_usd, 6),
             "llm.cache_hits": self.cache_hits,
+            "llm.cached_failures": self.cached_failures,
             "llm.redactions": self.redactions,
             "llm.errors": self.errors,
             "llm.cooldowns": self.cooldowns,
@@ -83,6 +88,8 @@ class RouterStats(BaseModel):
             md[f"llm.fallbacks.{reason}"] = n
         for path, n in sorted(self.paths.items()):
             md[f"llm.paths.{path.replace(':', '.')}"] = n
+        for model, source in sorted(self.price_sources.items()):
+            md[f"llm.price_source.{model}"] = source
         md["llm.budget_remaining_usd"] = (
             round(self.budget_remaining_usd, 6) if self.budget_remaining_usd is not None else "unlimited"
         )
