@@ -156,7 +156,9 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
         ledger = read_ledger(warehouse.engine, family=family.name)
         df = delivered_outputs(family, ledger, candidates)
         warehouse.replace_table(family.table("dispatches"), df)
-        audited = record_events(warehouse, dispatch_audit_events(family.name, df))  # back-fills after a crash
+        # back-fills what a crash kept from the audit log; this run's deliveries were audited as they went out
+        sent_now = set(report.delivered) | set(report.recovered)
+        audited = record_events(warehouse, dispatch_audit_events(family.name, df[~df["record_id"].isin(sent_now)]))
         failed, in_doubt = ledger[ledger["status"] == "failed"], dispatcher.in_doubt(run_is_over)
         drift = delivery_drift(family, ledger, candidates, sent_now=report.delivered)
         if len(in_doubt):

@@ -83,7 +83,12 @@ def compile_condition(source: str, known: Iterable[str] | None = None) -> Condit
 
 def evaluate(condition: Condition, values: Mapping[str, Any]) -> bool:
     """The condition's truth for one row of ``values`` (only the names it reads are converted)."""
-    activation = {n: to_cel(values.get(n)) for n in condition.names}
+    return evaluate_converted(condition, {n: to_cel(values.get(n)) for n in condition.names})
+
+
+def evaluate_converted(condition: Condition, activation: Mapping[str, Any]) -> bool:
+    """:func:`evaluate` on values already passed through :func:`to_cel`: a caller that evaluates many
+    conditions on one row converts each value once, not once per condition."""
     try:
         result = condition.program.execute(activation)
     except Exception as exc:  # noqa: BLE001 - a type error on this row's values: the caller decides

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pandas as pd
 import sqlalchemy as sa
 
-from .outbox_channels import TEMP_SUFFIX, safe_file_name
+from .outbox_channels import TEMP_SUFFIX, file_json, safe_file_name
 from .outbox_ledger import Claim, ledger_table, payload_hash
 
 CHUNK = 500  # items per ledger transaction and per flush
@@ -84,7 +84,8 @@ class ChunkedDelivery:
     family: str
     folder: Path
 
-    def _claim_many(self, payloads: dict[str, dict[str, Any]], run_id: str | None, run_is_over) -> dict[str, Claim]:
+    def _claim_many(self, payloads: dict[str, dict[str, Any]], run_id: str | None, run_is_over,
+                    encoded: dict[str, tuple[str, str]]) -> dict[str, Claim]:
         t, now = ledger_table, pd.Timestamp.now(tz="UTC").isoformat()
         ids, claims, rest = list(payloads), {}, []
         try:
@@ -98,8 +99,8 @@ class ChunkedDelivery:
                         token, p = uuid.uuid4().hex, payloads[tid]
                         claims[tid] = Claim("new", token)
                         rows.append(dict(family=self.family, record_id=tid, status="claimed", claim_token=token,
-                                         run_id=run_id, source=p.get("source"), payload_hash=payload_hash(p),
-                                         payload=_dump(p), attempts=1, claimed_at=now))
+                                         run_id=run_id, source=p.get("source"), payload_hash=encoded[tid][1],
+                                         payload=encoded[tid][0], attempts=1, claimed_at=now))
                     elif status == "delivered":
                         claims[tid] = Claim("delivered")
                     else:
@@ -124,7 +125,7 @@ class ChunkedDelivery:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
             try:
                 with open(tmp, "w", encoding="utf-8") as fh:  # as atomic_write_json lays it out
-                    fh.write(json.dumps(sent, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+                    fh.write(file_json(sent))
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
                 failed[tid] = str(exc)
@@ -167,7 +168,9 @@ class ChunkedDelivery:
 
     def _deliver_chunk(self, payloads: dict[str, dict[str, Any]], run_id: str | None, report,
                        delivered: Callable[[list[dict[str, Any]]], None], run_is_over) -> None:
-        claims = self._claim_many(payloads, run_id, run_is_over)
+        # each payload's ledger text and hash, computed once for its claim and its delivered row
+        encoded = {tid: (_dump(p), payload_hash(p)) for tid, p in payloads.items()}
+        claims = self._claim_many(payloads, run_id, run_is_over, encoded)
         owned = []
         for tid, claim in claims.items():
             if claim.token is not None:
@@ -186,8 +189,15 @@ class ChunkedDelivery:
         done = [(tid, sent, claim) for tid, sent, claim in owned if tid in paths]
         if not done:
             return
-        self._finish_many([{"b_record": tid, "b_token": claim.token, "b_path": paths[tid], "b_at": at,
-                            "b_hash": payload_hash(sent), "b_payload": _dump(sent)} for tid, sent, claim in done])
+        def text_and_hash(tid: str, sent: dict[str, Any]) -> tuple[str, str]:
+            return encoded[tid] if sent is payloads[tid] else (_dump(sent), payload_hash(sent))
+
+        rows = []
+        for tid, sent, claim in done:
+            text, digest = text_and_hash(tid, sent)
+            rows.append({"b_record": tid, "b_token": claim.token, "b_path": paths[tid], "b_at": at,
+                         "b_hash": digest, "b_payload": text})
+        self._finish_many(rows)
         for tid, _, claim in done:
             (report.recovered if claim.outcome == "recovered" else report.delivered).append(tid)
         delivered([{**sent, "record_id": tid, "file_path": paths[tid], "webhook_status": None,

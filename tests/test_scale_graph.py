@@ -1,6 +1,6 @@
 """Shortcuts of the whole graph at scale give the answers of the long way.
 
-The policy evaluates its rules once per distinct combination of the values they read; the
+The policy evaluates each rule once per distinct combination of the values it reads; the
 injection scan skips texts with none of its trigger words. Each test compares with the long way.
 """
 
@@ -18,19 +18,19 @@ ST = "support_triage"
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Calls of the real rule evaluation, counted."""
+    """Calls of the real rule evaluation, counted: (rule index, the values it read)."""
     calls = []
-    real = policy.evaluate_rules
+    real = policy.evaluate_rule
 
-    def counting(family, values):
-        calls.append(values)
-        return real(family, values)
+    def counting(rule, activation):
+        calls.append((rule.index, dict(activation)))
+        return real(rule, activation)
 
-    monkeypatch.setattr(policy, "evaluate_rules", counting)
+    monkeypatch.setattr(policy, "evaluate_rule", counting)
     return calls
 
 
-def test_a_batch_of_three_input_combinations_is_evaluated_three_times_with_each_rows_own_decision(families, counted):
+def test_each_rule_runs_once_per_combination_of_what_it_reads_with_each_rows_own_decision(families, counted):
     family = families[ST]
     kinds = [
         row(),  # auto_send
@@ -40,15 +40,32 @@ def test_a_batch_of_three_input_combinations_is_evaluated_three_times_with_each_
     # the text differs on every row, and no rule reads it: it is not part of the combination
     rows = [{**kinds[i % 3], "record_id": f"R-{i}", "body": f"text {i}"} for i in range(900)]
     batch = decide(family, pd.DataFrame(rows))
-    assert len(counted) == 3
+    # a rule that reads only the category sees one combination; one that reads the confidence, two
+    per_rule = {i: len({repr(sorted(v.items())) for j, v in counted if j == i}) for i in range(len(family.policy))}
+    assert len(counted) == sum(per_rule.values()) <= 3 * len(family.policy)
+    assert 1 in per_rule.values() and max(per_rule.values()) <= 3
+    evaluated = len(counted)
     counted.clear()
     alone = pd.concat([decide(family, pd.DataFrame([r])) for r in rows[:3]], ignore_index=True)
-    assert len(counted) == 3
+    assert len(counted) == 3 * len(family.policy) > evaluated  # one row at a time: every rule on every row
     assert batch.head(3).to_dict(orient="records") == alone.to_dict(orient="records")
     assert len(set(batch["decision"].head(3))) > 1  # the three combinations really decide differently
     for i in range(3, 900):
         assert batch.at[i, "decision"] == batch.at[i % 3, "decision"]
         assert batch.at[i, "reasons"] == batch.at[i % 3, "reasons"]
+
+
+def test_a_rule_that_cannot_be_evaluated_gives_its_error_on_every_row_that_shares_its_values(families):
+    family = families[ST]
+    # ordering a null: the refund rule guards it, so make the score rule see a null score
+    rows = [row(record_id=f"R-{i}", sentiment_score=None, priority="high") for i in range(3)]
+    alone = decide(family, pd.DataFrame(rows[:1])).iloc[0].to_dict()
+    batch = decide(family, pd.DataFrame(rows))
+    assert alone["policy_errors"] and any(r.startswith("POLICY_ERROR:") for r in alone["reasons"])
+    for i in range(3):
+        assert batch.at[i, "policy_errors"] == alone["policy_errors"]
+        assert batch.at[i, "reasons"] == alone["reasons"]
+        assert batch.at[i, "decision"] == alone["decision"] != "auto_send"
 
 
 def test_a_failed_record_is_not_evaluated_and_keeps_its_reason(families, counted):

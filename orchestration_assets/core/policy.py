@@ -16,10 +16,10 @@ from typing import Any, Hashable
 
 import pandas as pd
 
-from resources.expressions import ConditionError, to_cel
+from resources.expressions import ConditionError, evaluate_converted, to_cel
 from resources.providers.base import content_hash
 
-from ..family import Family
+from ..family import Family, PolicyRuleProgram
 from ..spec import SEVERITY
 from .lookups import row_values
 
@@ -59,14 +59,15 @@ def input_columns(family: Family) -> list[str]:
 def decide(family: Family, enriched: pd.DataFrame) -> pd.DataFrame:
     """One decision per enriched record: record_id, decision, reasons, policy_version, policy_errors.
 
-    The rules run once per distinct combination of the values they read: a batch repeats few
-    combinations of labels, lookups and flags, so most records reuse an evaluation.
+    Each rule runs once per distinct combination of the values it reads: most rules read a label,
+    a lookup or the flags, which a batch repeats, so only the rules that read a score run for most
+    records. Each record's values are converted for CEL once, not once per rule.
     """
     version = policy_version(family)
     guard = family.spec.guardrails
     read = sorted({name for rule in family.policy for name in rule.condition.names})
     cols = [c for c in input_columns(family) if c in enriched.columns]
-    evaluated: dict[tuple, tuple[list[tuple[str, str]], list[str]]] = {}
+    outcomes: list[dict[tuple, tuple[bool, str | None]]] = [{} for _ in family.policy]
     out = []
     for row in enriched[cols].to_dict(orient="records"):
         fired: list[tuple[str, str]] = []
@@ -77,12 +78,19 @@ def decide(family: Family, enriched: pd.DataFrame) -> pd.DataFrame:
             for violation in row.get("guardrail_violations") or []:
                 fired.append((f"GUARDRAIL:{violation}", guard.output_action))
             values = values_of(family, row)
-            key = tuple(frozen(values.get(name)) for name in read)
-            if key not in evaluated:
-                evaluated[key] = evaluate_rules(family, values)
-            rule_fired, rule_errors = evaluated[key]
-            fired += rule_fired
-            errors += rule_errors
+            cel = {name: to_cel(values.get(name)) for name in read}
+            for rule, seen in zip(family.policy, outcomes):
+                names = rule.condition.names
+                key = tuple(_key(cel[n]) for n in names)
+                outcome = seen.get(key)
+                if outcome is None:
+                    outcome = seen[key] = evaluate_rule(rule, {n: cel[n] for n in names})
+                fires, error = outcome
+                if error is not None:
+                    errors.append(error)
+                    fired.append((f"POLICY_ERROR:{rule.reason}", max(rule.action, "human_review", key=SEVERITY.get)))
+                elif fires:
+                    fired.append((rule.reason, rule.action))
         decision = max((a for _, a in fired), key=SEVERITY.__getitem__, default=family.spec.default_action)
         out.append({
             "record_id": row["record_id"],
@@ -94,25 +102,26 @@ def decide(family: Family, enriched: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=DECISION_COLUMNS)
 
 
-def evaluate_rules(family: Family, values: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(reason, action) of every rule that fires on ``values``, and the errors of those that cannot be evaluated."""
-    fired: list[tuple[str, str]] = []
-    errors: list[str] = []
-    for rule in family.policy:
-        try:
-            if rule.condition(values):
-                fired.append((rule.reason, rule.action))
-        except ConditionError as exc:
-            errors.append(f"policy[{rule.index}] ({rule.reason}): {exc}")
-            fired.append((f"POLICY_ERROR:{rule.reason}", max(rule.action, "human_review", key=SEVERITY.get)))
-    return fired, errors
+def evaluate_rule(rule: PolicyRuleProgram, activation: dict[str, Any]) -> tuple[bool, str | None]:
+    """(fires, error) of one rule on values already converted for CEL; error names the rule when it cannot be evaluated."""
+    try:
+        return evaluate_converted(rule.condition, activation), None
+    except ConditionError as exc:
+        return False, f"policy[{rule.index}] ({rule.reason}): {exc}"
+
+
+def _key(value: Any) -> Hashable:
+    """:func:`frozen` of a value :func:`to_cel` already converted; scalars, the common case, directly."""
+    kind = type(value)
+    if kind is str or kind is float or kind is int or kind is bool or value is None:
+        return (kind.__name__, value)
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((k, _key(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("list", tuple(_key(v) for v in value))
+    return (kind.__name__, value)
 
 
 def frozen(value: Any) -> Hashable:
     """A hashable key for a value as CEL sees it; the type is part of it, so ``1``, ``1.0`` and ``true`` differ."""
-    value = to_cel(value)
-    if isinstance(value, dict):
-        return ("map", tuple(sorted((k, frozen(v)) for k, v in value.items())))
-    if isinstance(value, list):
-        return ("list", tuple(frozen(v) for v in value))
-    return (type(value).__name__, value)
+    return _key(to_cel(value))
