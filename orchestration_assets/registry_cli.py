@@ -19,12 +19,13 @@ import sys
 import pandas as pd
 import sqlalchemy as sa
 
-from resources.registry import ModelRegistry, PromptRegistry, RegistryError, default_actor
+from resources.registry import ModelRegistry, PromptRegistry, RegistryError
 from resources.warehouse import default_warehouse_url, engine_for
 from resources.warehouse_url import mask_url
 
 from . import registry_cli_llm as llm_cli
 from . import registry_cli_prompts as prompts_cli
+from .registry_cli_rollback import rollback
 
 LIST_COLUMNS = ["family", "task", "version", "alias", "provider", "model_id", "macro_f1", "rubric_score",
                 "training_rows", "created_by", "created_at", "alias_updated_at", "alias_reason"]
@@ -79,13 +80,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     elif args.command == "evaluations":
         _print(registry.evaluations(args.family, args.task), EVALUATION_COLUMNS)
     elif args.command == "rollback":
-        try:
-            old, new = registry.rollback(args.family, args.task, to_version=args.to_version,
-                                         actor=args.actor or default_actor(), reason=args.reason)
-        except RegistryError as exc:
-            print(f"model-registry: rollback refused: {exc}", file=sys.stderr)
-            return 2
-        print(f"{args.family}.{args.task}: champion {old or 'none'} -> {new} ({_display(url)})")
+        return rollback(registry, args, command="rollback", noun="champion", where=_display(url))
     return 0
 
 

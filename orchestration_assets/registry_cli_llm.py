@@ -13,8 +13,10 @@ import json
 import sys
 from typing import Callable
 
-from resources.registry import ModelRegistry, RegistryError, default_actor
+from resources.registry import ModelRegistry
 from resources.registry.llm_configs import LlmConfigRegistry
+
+from .registry_cli_rollback import rollback
 
 LIST_COLUMNS = ["family", "task", "version", "alias", "model", "model_id", "provider", "params", "created_at",
                 "alias_updated_at", "alias_reason"]
@@ -57,11 +59,4 @@ def run(args: argparse.Namespace, registry: ModelRegistry, print_table: Callable
         print_table(history[history["to_version"] == cfg.version] if len(history) else history,
                     ["recorded_at", "alias", "from_version", "to_version", "actor", "reason"])
         return 0
-    try:
-        old, new = configs.rollback(args.family, args.task, to_version=args.to_version,
-                                    actor=args.actor or default_actor(), reason=args.reason)
-    except RegistryError as exc:
-        print(f"model-registry: llm rollback refused: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.family}.{args.task}: LLM champion {old or 'none'} -> {new} ({where})")
-    return 0
+    return rollback(configs, args, command="llm rollback", noun="LLM champion", where=where)

@@ -3,6 +3,7 @@
 - :mod:`.schema`: the tables, keyed by family, and :func:`ensure_schema`;
 - :mod:`.api`: :class:`ModelRegistry`, the plain API (no Dagster);
 - :mod:`.prompts`: :class:`PromptRegistry`, the LLM prompt templates' versions and aliases;
+- :mod:`.aliases`: :class:`AliasBook`, the alias moves, champion compare-and-set and rollback both share;
 - :mod:`.lifecycle`: train -> register -> evaluate -> promote, as plain functions;
 - :mod:`.resource`: :class:`ModelRegistryResource`, the registry for assets, sensors and checks.
 """
@@ -11,12 +12,13 @@
 # API, the lifecycle and the evaluation (with their ORM and pandas work) load with the first step.
 _EXPORTS = {
     "ModelRegistry": ".api",
-    "PromotionDecision": ".lifecycle", "TrainingOutcome": ".lifecycle", "ensure_champion": ".lifecycle",
+    "TrainingOutcome": ".lifecycle", "ensure_champion": ".lifecycle",
     "evaluate_candidates": ".lifecycle", "golden_hash": ".lifecycle", "promote_if_passed": ".lifecycle",
     "train_and_register": ".lifecycle",
     "ALIASES": ".records", "CHALLENGER": ".records", "CHAMPION": ".records", "EXCLUSIVE_ALIASES": ".records",
     "RETIRED": ".records", "EvaluationRecord": ".records", "PromotionConflict": ".records",
-    "RegistryError": ".records", "VersionInfo": ".records", "default_actor": ".records",
+    "RegistryError": ".records", "VersionInfo": ".records",
+    "PromotionDecision": ".records", "default_actor": ".records",
     "ModelRegistryResource": ".resource", "ensure_schema": ".schema",
     "PromptRegistry": ".prompts", "PromptVersion": ".prompts", "bind_prompt": ".prompts",
 }

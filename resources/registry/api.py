@@ -14,12 +14,13 @@ from sqlalchemy import orm
 
 from resources.providers.base import content_hash
 
+from .aliases import UNSET as _UNSET
+from .aliases import AliasBook
+from .aliases import of as _of
 from .records import (
     ALIASES,
     CHALLENGER,
     CHAMPION,
-    EXCLUSIVE_ALIASES,
-    RETIRED,
     EvaluationRecord,
     PromotionConflict,
     RegistryError,
@@ -29,7 +30,6 @@ from .records import (
 )
 from .schema import AliasHistory, Evaluation, ModelAlias, ModelVersion, ensure_schema
 
-_UNSET: Any = object()
 # attempts of a registration whose alias move lost a race to a concurrent one (PostgreSQL)
 _REGISTER_ATTEMPTS = 3
 SNAPSHOT_METRICS = ("macro_f1", "accuracy", "rubric_score", "cost_per_item_usd", "latency_ms_per_item",
@@ -38,10 +38,6 @@ SNAPSHOT_METRICS = ("macro_f1", "accuracy", "rubric_score", "cost_per_item_usd",
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def _of(model: Any, family: str, task: str) -> tuple[Any, Any]:
-    return model.family == family, model.task == task
 
 
 def _filtered(stmt: Any, model: Any, family: str | None, task: str | None) -> Any:
@@ -57,6 +53,7 @@ class ModelRegistry:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.aliases = AliasBook(ModelAlias, AliasHistory)
         ensure_schema(engine)
 
     @classmethod
@@ -86,7 +83,7 @@ class ModelRegistry:
                 with orm.Session(self.engine) as s, s.begin():
                     existing = self._version_row(s, family, task, version)
                     if existing is not None:
-                        return VersionInfo.of(existing, self._alias_of(s, family, task, version)), False
+                        return VersionInfo.of(existing, self.aliases.alias_of(s, family, task, version)), False
                     row = ModelVersion(
                         family=family, task=task, version=version, provider=provider, model_id=model_id,
                         params=_dumps(params or {}), prompt_template=prompt_template,
@@ -99,7 +96,7 @@ class ModelRegistry:
                     s.add(row)
                     s.flush()
                     if alias is not None:
-                        self._move_alias(s, family, task, version, alias, actor, reason or f"registered as {alias}")
+                        self.aliases.move(s, family, task, version, alias, actor, reason or f"registered as {alias}")
                     return VersionInfo.of(row, alias), True
             except sa.exc.IntegrityError:
                 # a concurrent registration of the same version (theirs stands) or a concurrent
@@ -114,7 +111,7 @@ class ModelRegistry:
     def get(self, family: str, task: str, version: str) -> VersionInfo | None:
         with orm.Session(self.engine) as s:
             row = self._version_row(s, family, task, version)
-            return VersionInfo.of(row, self._alias_of(s, family, task, version)) if row else None
+            return VersionInfo.of(row, self.aliases.alias_of(s, family, task, version)) if row else None
 
     def update_metrics(self, family: str, task: str, version: str, metrics: dict[str, Any]) -> None:
         """Merge ``metrics`` into the version's stored metrics (the latest evaluation of it)."""
@@ -153,7 +150,7 @@ class ModelRegistry:
             return
         with orm.Session(self.engine) as s, s.begin():
             self._require_version(s, family, task, version)
-            self._move_alias(s, family, task, version, alias, actor or default_actor(), reason, evaluation_id)
+            self.aliases.move(s, family, task, version, alias, actor or default_actor(), reason, evaluation_id)
 
     def promote(self, family: str, task: str, version: str, *, actor: str | None = None, reason: str,
                 evaluation_id: str | None = None, expected_champion: str | None = _UNSET) -> str | None:
@@ -161,18 +158,15 @@ class ModelRegistry:
 
         ``expected_champion``: the champion the decision was based on (the one the evaluation
         compared against; ``None`` for "there was none"). If the champion is another version by
-        the time the promotion commits, :class:`PromotionConflict` is raised and nothing changes.
-
-        The swap is a compare-and-set in the database: the old champion row is retired by an
-        ``UPDATE ... WHERE version = <expected>`` that must hit exactly one row, and the partial
-        unique index refuses a second champion row; so two concurrent promotions cannot both win,
-        whatever the isolation level or SQLite journal mode.
+        the time the promotion commits, :class:`PromotionConflict` is raised and nothing changes
+        (a compare-and-set in the database: :meth:`.aliases.AliasBook.swap_champion`).
         """
         actor = actor or default_actor()
         try:
             with orm.Session(self.engine) as s, s.begin():
                 self._require_version(s, family, task, version)
-                return self._swap_champion(s, family, task, version, actor, reason, evaluation_id, expected_champion)
+                return self.aliases.swap_champion(s, family, task, version, actor, reason, evaluation_id,
+                                                  expected_champion)
         except sa.exc.IntegrityError as exc:
             raise PromotionConflict(
                 f"{family}.{task}: another promotion committed first; {version} was not made champion"
@@ -182,34 +176,10 @@ class ModelRegistry:
                  reason: str | None = None) -> tuple[str | None, str]:
         """Restore the previous champion (or ``to_version``); returns (old champion, new champion).
 
-        The previous champion is the ``from_version`` of the latest change that made the current
-        champion champion. The history keeps every row; the rollback is one more.
+        The history keeps every row; the rollback is one more.
         """
-        actor = actor or default_actor()
-        where = f"{family}.{task}"
-        try:
-            with orm.Session(self.engine) as s, s.begin():
-                current = self._holder(s, family, task, CHAMPION)
-                target = to_version
-                if target is None:
-                    last = s.scalar(
-                        sa.select(AliasHistory)
-                        .where(*_of(AliasHistory, family, task), AliasHistory.alias == CHAMPION,
-                               AliasHistory.to_version == current, AliasHistory.from_version.is_not(None))
-                        .order_by(AliasHistory.id.desc()).limit(1)
-                    )
-                    if last is None or current is None:
-                        raise RegistryError(f"{where}: no previous champion to roll back to "
-                                            f"(champion: {current or 'none'})")
-                    target = last.from_version
-                self._require_version(s, family, task, target)
-                if target == current:
-                    raise RegistryError(f"{where}: {target} is already the champion")
-                why = reason or f"rollback from {current or 'none'} to {target}"
-                self._swap_champion(s, family, task, target, actor, why, None, current)
-                return current, target
-        except sa.exc.IntegrityError as exc:
-            raise PromotionConflict(f"{where}: another champion change committed first; rollback not applied") from exc
+        return self.aliases.rollback(self.engine, family, task, to_version, actor or default_actor(), reason,
+                                     require=lambda s, target: self._require_version(s, family, task, target))
 
     def history(self, family: str | None = None, task: str | None = None) -> pd.DataFrame:
         """Every alias change, oldest first."""
@@ -299,15 +269,6 @@ class ModelRegistry:
         stmt = sa.select(ModelVersion).where(*_of(ModelVersion, family, task), ModelVersion.version == version)
         return s.scalar(stmt)
 
-    @staticmethod
-    def _alias_of(s: orm.Session, family: str, task: str, version: str) -> str | None:
-        stmt = sa.select(ModelAlias.alias).where(*_of(ModelAlias, family, task), ModelAlias.version == version)
-        return s.scalar(stmt)
-
-    @staticmethod
-    def _holder(s: orm.Session, family: str, task: str, alias: str) -> str | None:
-        return s.scalar(sa.select(ModelAlias.version).where(*_of(ModelAlias, family, task), ModelAlias.alias == alias))
-
     def _require_version(self, s: orm.Session, family: str, task: str, version: str) -> None:
         if self._version_row(s, family, task, version) is None:
             known = s.scalars(sa.select(ModelVersion.version).where(*_of(ModelVersion, family, task))).all()
@@ -318,69 +279,3 @@ class ModelRegistry:
         if row is None:
             raise RegistryError(f"unknown {family}.{task} version {version!r}")
         row.metrics = _dumps({**json.loads(row.metrics or "{}"), **metrics})
-
-    def _set_own_alias(self, s: orm.Session, family: str, task: str, version: str, alias: str, actor: str,
-                       reason: str, now: str) -> None:
-        own = s.scalar(sa.select(ModelAlias).where(*_of(ModelAlias, family, task), ModelAlias.version == version))
-        if own is None:
-            s.add(ModelAlias(family=family, task=task, version=version, alias=alias, updated_by=actor,
-                             updated_at=now, reason=reason))
-        else:
-            own.alias, own.updated_by, own.updated_at, own.reason = alias, actor, now, reason
-        s.flush()  # a second champion / challenger row fails here, on the partial unique index
-
-    def _move_alias(self, s: orm.Session, family: str, task: str, version: str, alias: str, actor: str,
-                    reason: str, evaluation_id: str | None = None) -> None:
-        """Give ``version`` a non-champion alias; retire the previous holder of an exclusive alias."""
-        now, previous = now_iso(), None
-        history: list[AliasHistory] = []
-        if alias in EXCLUSIVE_ALIASES:
-            holder = s.scalar(sa.select(ModelAlias).where(*_of(ModelAlias, family, task), ModelAlias.alias == alias))
-            if holder is not None and holder.version != version:
-                previous = holder.version
-                holder.alias, holder.updated_by, holder.updated_at = RETIRED, actor, now
-                holder.reason = f"replaced as {alias} by {version}: {reason}"
-                history.append(AliasHistory(family=family, task=task, alias=RETIRED, to_version=holder.version,
-                                            actor=actor, reason=holder.reason, evaluation_id=evaluation_id,
-                                            recorded_at=now))
-                s.flush()  # the retirement must reach the database before the new holder's row
-        self._set_own_alias(s, family, task, version, alias, actor, reason, now)
-        history.insert(0, AliasHistory(family=family, task=task, alias=alias, from_version=previous,
-                                       to_version=version, actor=actor, reason=reason,
-                                       evaluation_id=evaluation_id, recorded_at=now))
-        s.add_all(history)
-
-    def _swap_champion(self, s: orm.Session, family: str, task: str, version: str, actor: str, reason: str,
-                       evaluation_id: str | None, expected: str | None) -> str | None:
-        """Compare-and-set of the champion alias; appends the history rows. Returns the old champion."""
-        current = self._holder(s, family, task, CHAMPION)
-        where = f"{family}.{task}"
-        if expected is _UNSET:
-            expected = current
-        elif current != expected:
-            raise PromotionConflict(
-                f"{where}: champion is {current or 'none'} but the promotion of {version} was "
-                f"decided against {expected or 'none'}; re-evaluate before promoting"
-            )
-        if expected == version:
-            return expected
-        now = now_iso()
-        if expected is not None:
-            why = f"replaced as champion by {version}: {reason}"
-            retired = s.execute(
-                sa.update(ModelAlias)
-                .where(*_of(ModelAlias, family, task), ModelAlias.alias == CHAMPION, ModelAlias.version == expected)
-                .values(alias=RETIRED, updated_by=actor, updated_at=now, reason=why)
-                .execution_options(synchronize_session=False)
-            )
-            if retired.rowcount != 1:  # someone changed the champion between our read and this write
-                raise PromotionConflict(
-                    f"{where}: champion is no longer {expected}; the promotion of {version} was "
-                    f"decided against {expected}; re-evaluate before promoting"
-                )
-            s.add(AliasHistory(family=family, task=task, alias=RETIRED, to_version=expected, actor=actor,
-                               reason=why, evaluation_id=evaluation_id, recorded_at=now))
-        self._set_own_alias(s, family, task, version, CHAMPION, actor, reason, now)
-        s.add(AliasHistory(family=family, task=task, alias=CHAMPION, from_version=expected, to_version=version,
-                           actor=actor, reason=reason, evaluation_id=evaluation_id, recorded_at=now))
-        return expected

@@ -23,7 +23,7 @@ from resources.evaluation import (
 from resources.providers.base import content_hash
 
 from .api import ModelRegistry
-from .records import CHALLENGER, EvaluationRecord, PromotionConflict, RegistryError, VersionInfo
+from .records import CHALLENGER, EvaluationRecord, PromotionConflict, PromotionDecision, RegistryError, VersionInfo
 
 LOCAL_PROVIDER = "local"
 
@@ -42,18 +42,6 @@ class TrainingOutcome:
     fit_s: float
     reason: str
     report: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    family: str
-    task: str
-    promoted: bool
-    champion: str | None
-    previous: str | None
-    challenger: str | None
-    reason: str
-    evaluation_id: str | None
 
 
 def _plain(params: Any) -> dict[str, Any]:

@@ -127,10 +127,9 @@ class LlmConfigRegistry:
         df = self.registry.snapshot(family, config_key(task) if task else None)
         if df.empty:
             return df
-        df = df[df["task"].str.endswith(SUFFIX)].copy()
-        df["task"] = df["task"].str.removesuffix(SUFFIX)
+        df = _configs_only(df)
         df["model"] = [json.loads(a or "{}").get("model") for a in self._artifacts(df)]
-        return df.reset_index(drop=True)
+        return df
 
     def _artifacts(self, df: pd.DataFrame) -> list[str | None]:
         out = []
@@ -140,23 +139,22 @@ class LlmConfigRegistry:
         return out
 
     def history(self, family: str | None = None, task: str | None = None) -> pd.DataFrame:
-        df = self.registry.history(family, config_key(task) if task else None)
-        if df.empty:
-            return df
-        df = df[df["task"].str.endswith(SUFFIX)].copy()
-        df["task"] = df["task"].str.removesuffix(SUFFIX)
-        return df.reset_index(drop=True)
+        return _configs_only(self.registry.history(family, config_key(task) if task else None))
 
     def evaluations(self, family: str | None = None, task: str | None = None) -> pd.DataFrame:
-        df = self.registry.evaluations(family, config_key(task) if task else None)
-        if df.empty:
-            return df
-        df = df[df["task"].str.endswith(SUFFIX)].copy()
-        df["task"] = df["task"].str.removesuffix(SUFFIX)
-        return df.reset_index(drop=True)
+        return _configs_only(self.registry.evaluations(family, config_key(task) if task else None))
 
     def latest_evaluation(self, family: str, task: str):
         return self.registry.latest_evaluation(family, config_key(task))
+
+
+def _configs_only(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of LLM configurations among a registry table's, with the task's own name."""
+    if df.empty:
+        return df
+    df = df[df["task"].str.endswith(SUFFIX)].copy()
+    df["task"] = df["task"].str.removesuffix(SUFFIX)
+    return df.reset_index(drop=True)
 
 
 def as_row(config: LlmConfig) -> dict[str, Any]:

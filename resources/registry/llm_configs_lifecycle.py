@@ -9,7 +9,6 @@ cost per golden item) is chosen; the choice and each candidate's cost and failur
 recorded with the promotion.
 """
 
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from resources.evaluation.gates import Gate, refusal_reason
@@ -18,20 +17,10 @@ from resources.evaluation.metrics import classification_metrics
 from resources.providers.base import TaskResult
 
 from .llm_configs import LlmConfig, LlmConfigRegistry, config_key
-from .records import EvaluationRecord, PromotionConflict
+from .records import EvaluationRecord, PromotionConflict, PromotionDecision
 
 SELECTION = "selection"  # the evaluation's metrics entry that holds the choice (not a version)
 REMOTE_PATHS = ("llm", "cascade:llm")
-
-
-@dataclass(frozen=True)
-class LlmDecision:
-    promoted: bool
-    champion: str | None
-    previous: str | None
-    challenger: str | None
-    reason: str
-    evaluation_id: str | None
 
 
 def _norm(value: Any) -> str:
@@ -163,7 +152,7 @@ def _names() -> tuple[str, ...]:
 
 
 def promote_if_passed(reg: LlmConfigRegistry, ev: EvaluationRecord, thresholds: LlmPromotionSpec, *,
-                      actor: str) -> LlmDecision:
+                      actor: str) -> PromotionDecision:
     """Move the champion alias to the chosen challenger only if its gates pass (re-checked here)."""
     family, task = ev.family, ev.task.removesuffix("@llm")
     current = reg.champion(family, task)
@@ -171,8 +160,8 @@ def promote_if_passed(reg: LlmConfigRegistry, ev: EvaluationRecord, thresholds: 
     ch = ev.challenger_version
     why = (ev.metrics.get(SELECTION) or {}).get("reason", "")
 
-    def decision(promoted: bool, champion: str | None, previous: str | None, reason: str) -> LlmDecision:
-        return LlmDecision(promoted, champion, previous, ch, reason, ev.evaluation_id)
+    def decision(promoted: bool, champion: str | None, previous: str | None, reason: str) -> PromotionDecision:
+        return PromotionDecision(family, task, promoted, champion, previous, ch, reason, ev.evaluation_id)
 
     if ch is None:
         return decision(False, now, None, "kept: no candidate configuration was evaluated")

@@ -19,6 +19,9 @@ from sqlalchemy import orm
 
 from resources.providers.base import content_hash
 
+from .aliases import UNSET as _UNSET
+from .aliases import AliasBook
+from .aliases import of as _of
 from .records import CHALLENGER, CHAMPION, EXCLUSIVE_ALIASES, RETIRED, PromotionConflict, RegistryError
 from .records import default_actor, now_iso
 from .schema import PromptAlias, PromptAliasHistory, PromptText, ensure_schema
@@ -26,7 +29,6 @@ from .schema import PromptAlias, PromptAliasHistory, PromptText, ensure_schema
 if TYPE_CHECKING:  # pragma: no cover
     from resources.providers.definition import TaskDefinition
 
-_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,13 @@ def prompt_version_id(text: str) -> str:
     return content_hash("prompt", text)
 
 
-def _of(model: Any, family: str, task: str) -> tuple[Any, Any]:
-    return model.family == family, model.task == task
-
-
 class PromptRegistry:
     """Plain API over the prompt tables of one database."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.aliases = AliasBook(PromptAlias, PromptAliasHistory, noun="champion prompt", subject="prompt ",
+                                 stale="{where}: {noun} is no longer {expected}; re-evaluate before promoting")
         ensure_schema(engine)
 
     # ---- versions ----------------------------------------------------------------------
@@ -76,22 +76,22 @@ class PromptRegistry:
                 with orm.Session(self.engine) as s, s.begin():
                     row = self._row(s, family, task, version)
                     if row is not None:
-                        return self._of_row(row, self._alias_of(s, family, task, version))
+                        return self._of_row(row, self.aliases.alias_of(s, family, task, version))
                     row = PromptText(family=family, task=task, version=version, text=text, created_by=actor,
                                      created_at=now_iso())
                     s.add(row)
                     s.flush()
-                    if self._holder(s, family, task, CHAMPION) is None:
-                        self._swap_champion(s, family, task, version, actor, "first prompt version", None, None)
+                    if self.aliases.holder(s, family, task, CHAMPION) is None:
+                        self.aliases.swap_champion(s, family, task, version, actor, "first prompt version", None, None)
                         return self._of_row(row, CHAMPION)
-                    self._move_alias(s, family, task, version, CHALLENGER, actor, "new prompt text registered")
+                    self.aliases.move(s, family, task, version, CHALLENGER, actor, "new prompt text registered")
                     return self._of_row(row, CHALLENGER)
             except sa.exc.IntegrityError:
                 # a concurrent registration of the same text (theirs stands) or alias move (retry)
                 with orm.Session(self.engine) as s:
                     row = self._row(s, family, task, version)
                     if row is not None:
-                        return self._of_row(row, self._alias_of(s, family, task, version))
+                        return self._of_row(row, self.aliases.alias_of(s, family, task, version))
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -99,7 +99,7 @@ class PromptRegistry:
     def get(self, family: str, task: str, version: str) -> PromptVersion | None:
         with orm.Session(self.engine) as s:
             row = self._row(s, family, task, version)
-            return self._of_row(row, self._alias_of(s, family, task, version)) if row else None
+            return self._of_row(row, self.aliases.alias_of(s, family, task, version)) if row else None
 
     def versions(self, family: str | None = None, task: str | None = None) -> list[PromptVersion]:
         """Every version with its current alias, oldest first per task."""
@@ -113,7 +113,7 @@ class PromptRegistry:
     def alias(self, family: str, task: str, alias: str) -> PromptVersion | None:
         """The version holding ``alias`` (champion / challenger) for the task, or None."""
         with orm.Session(self.engine) as s:
-            version = self._holder(s, family, task, alias)
+            version = self.aliases.holder(s, family, task, alias)
             row = self._row(s, family, task, version) if version is not None else None
             return self._of_row(row, alias) if row else None
 
@@ -141,7 +141,8 @@ class PromptRegistry:
         version = self.resolve(family, task, version).version
         try:
             with orm.Session(self.engine) as s, s.begin():
-                return self._swap_champion(s, family, task, version, actor, reason, evaluation_id, expected_champion)
+                return self.aliases.swap_champion(s, family, task, version, actor, reason, evaluation_id,
+                                                  expected_champion)
         except sa.exc.IntegrityError as exc:
             raise PromotionConflict(f"{family}.{task}: another prompt promotion committed first; "
                                     f"{version} was not made champion") from exc
@@ -149,30 +150,8 @@ class PromptRegistry:
     def rollback(self, family: str, task: str, *, to_version: str | None = None, actor: str | None = None,
                  reason: str | None = None) -> tuple[str | None, str]:
         """Restore the previous champion prompt (or ``to_version``); returns (old champion, new champion)."""
-        actor = actor or default_actor()
-        where = f"{family}.{task}"
         target = self.resolve(family, task, to_version).version if to_version else None
-        try:
-            with orm.Session(self.engine) as s, s.begin():
-                current = self._holder(s, family, task, CHAMPION)
-                if target is None:
-                    last = s.scalar(
-                        sa.select(PromptAliasHistory)
-                        .where(*_of(PromptAliasHistory, family, task), PromptAliasHistory.alias == CHAMPION,
-                               PromptAliasHistory.to_version == current, PromptAliasHistory.from_version.is_not(None))
-                        .order_by(PromptAliasHistory.id.desc()).limit(1)
-                    )
-                    if last is None or current is None:
-                        raise RegistryError(f"{where}: no previous champion prompt to roll back to "
-                                            f"(champion: {current or 'none'})")
-                    target = last.from_version
-                if target == current:
-                    raise RegistryError(f"{where}: prompt {target} is already the champion")
-                why = reason or f"rollback from {current or 'none'} to {target}"
-                self._swap_champion(s, family, task, target, actor, why, None, current)
-                return current, target
-        except sa.exc.IntegrityError as exc:
-            raise PromotionConflict(f"{where}: another champion change committed first; rollback not applied") from exc
+        return self.aliases.rollback(self.engine, family, task, target, actor or default_actor(), reason)
 
     def history(self, family: str | None = None, task: str | None = None) -> pd.DataFrame:
         """Every prompt alias change, oldest first."""
@@ -189,71 +168,6 @@ class PromptRegistry:
     @staticmethod
     def _row(s: orm.Session, family: str, task: str, version: str) -> PromptText | None:
         return s.scalar(sa.select(PromptText).where(*_of(PromptText, family, task), PromptText.version == version))
-
-    @staticmethod
-    def _alias_of(s: orm.Session, family: str, task: str, version: str) -> str | None:
-        return s.scalar(sa.select(PromptAlias.alias).where(*_of(PromptAlias, family, task), PromptAlias.version == version))
-
-    @staticmethod
-    def _holder(s: orm.Session, family: str, task: str, alias: str) -> str | None:
-        return s.scalar(sa.select(PromptAlias.version).where(*_of(PromptAlias, family, task), PromptAlias.alias == alias))
-
-    @staticmethod
-    def _set_own_alias(s: orm.Session, family: str, task: str, version: str, alias: str, actor: str, reason: str,
-                       now: str) -> None:
-        own = s.scalar(sa.select(PromptAlias).where(*_of(PromptAlias, family, task), PromptAlias.version == version))
-        if own is None:
-            s.add(PromptAlias(family=family, task=task, version=version, alias=alias, updated_by=actor, updated_at=now,
-                              reason=reason))
-        else:
-            own.alias, own.updated_by, own.updated_at, own.reason = alias, actor, now, reason
-        s.flush()  # a second champion / challenger row fails here, on the partial unique index
-
-    def _move_alias(self, s: orm.Session, family: str, task: str, version: str, alias: str, actor: str,
-                    reason: str) -> None:
-        """Give ``version`` a non-champion exclusive alias; the previous holder is retired."""
-        now, previous = now_iso(), None
-        holder = s.scalar(sa.select(PromptAlias).where(*_of(PromptAlias, family, task), PromptAlias.alias == alias))
-        if holder is not None and holder.version != version:
-            previous = holder.version
-            why = f"replaced as {alias} by {version}: {reason}"
-            holder.alias, holder.updated_by, holder.updated_at, holder.reason = RETIRED, actor, now, why
-            s.add(PromptAliasHistory(family=family, task=task, alias=RETIRED, to_version=previous, actor=actor,
-                                     reason=why, recorded_at=now))
-            s.flush()  # the retirement must reach the database before the new holder's row
-        self._set_own_alias(s, family, task, version, alias, actor, reason, now)
-        s.add(PromptAliasHistory(family=family, task=task, alias=alias, from_version=previous, to_version=version,
-                                 actor=actor, reason=reason, recorded_at=now))
-
-    def _swap_champion(self, s: orm.Session, family: str, task: str, version: str, actor: str, reason: str,
-                       evaluation_id: str | None, expected: str | None) -> str | None:
-        """Compare-and-set of the champion alias; appends the history rows. Returns the old champion."""
-        current = self._holder(s, family, task, CHAMPION)
-        where = f"{family}.{task}"
-        if expected is _UNSET:
-            expected = current
-        elif current != expected:
-            raise PromotionConflict(f"{where}: champion prompt is {current or 'none'} but the promotion of {version} "
-                                    f"was decided against {expected or 'none'}; re-evaluate before promoting")
-        if expected == version:
-            return expected
-        now = now_iso()
-        if expected is not None:
-            why = f"replaced as champion by {version}: {reason}"
-            retired = s.execute(
-                sa.update(PromptAlias)
-                .where(*_of(PromptAlias, family, task), PromptAlias.alias == CHAMPION, PromptAlias.version == expected)
-                .values(alias=RETIRED, updated_by=actor, updated_at=now, reason=why)
-                .execution_options(synchronize_session=False)
-            )
-            if retired.rowcount != 1:  # someone changed the champion between our read and this write
-                raise PromotionConflict(f"{where}: champion prompt is no longer {expected}; re-evaluate before promoting")
-            s.add(PromptAliasHistory(family=family, task=task, alias=RETIRED, to_version=expected, actor=actor,
-                                     reason=why, evaluation_id=evaluation_id, recorded_at=now))
-        self._set_own_alias(s, family, task, version, CHAMPION, actor, reason, now)
-        s.add(PromptAliasHistory(family=family, task=task, alias=CHAMPION, from_version=expected, to_version=version,
-                                 actor=actor, reason=reason, evaluation_id=evaluation_id, recorded_at=now))
-        return expected
 
 
 def _filtered(model: Any, family: str | None, task: str | None, stmt: Any = None) -> Any:

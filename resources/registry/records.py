@@ -103,3 +103,17 @@ class EvaluationRecord:
             gates=json.loads(rec.gates or "[]"), passed=bool(rec.passed), run_id=rec.run_id,
             created_by=rec.created_by, created_at=rec.created_at,
         )
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What a gated promotion did (of a model, or of a routed task's LLM configuration) and why."""
+
+    family: str
+    task: str
+    promoted: bool
+    champion: str | None
+    previous: str | None
+    challenger: str | None
+    reason: str
+    evaluation_id: str | None

@@ -20,6 +20,7 @@ how to move on, since their rows cannot be attributed to a family.
 """
 
 import threading
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -37,16 +38,27 @@ class Base(orm.DeclarativeBase):
     metadata = sa.MetaData()
 
 
-class ModelVersion(Base):
-    __tablename__ = "model_versions"
-    __table_args__ = (
-        sa.UniqueConstraint("family", "task", "version", name="uq_model_versions_family_task_version"),
-    )
+def _one_row_per_version(table: str) -> sa.UniqueConstraint:
+    return sa.UniqueConstraint("family", "task", "version", name=f"uq_{table}_family_task_version")
 
-    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False)
+
+class VersionKey:
+    """The columns a per-version table starts with: its id and (family, task, version), unique."""
+
+    @orm.declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (_one_row_per_version(cls.__tablename__),)
+
+    # sort_order: these stay the first columns, before those of the table's own class
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True, sort_order=-4)
+    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False, sort_order=-3)
+    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False, sort_order=-2)
+    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False, sort_order=-1)
+
+
+class ModelVersion(VersionKey, Base):
+    __tablename__ = "model_versions"
+
     provider: orm.Mapped[str] = orm.mapped_column(sa.String(80), nullable=False)
     model_id: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
     params: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False, default="{}")
@@ -62,36 +74,39 @@ class ModelVersion(Base):
     created_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
 
 
-class ModelAlias(Base):
-    __tablename__ = "model_aliases"
-    __table_args__ = (
-        sa.UniqueConstraint("family", "task", "version", name="uq_model_aliases_family_task_version"),
-        sa.CheckConstraint(f"alias IN {ALIASES!r}", name="ck_model_aliases_alias"),
-        # the guarantee: at most one champion and one challenger per task, enforced by the database
-        sa.Index(
-            "uq_model_aliases_one_per_family_task",
-            "family",
-            "task",
-            "alias",
-            unique=True,
-            sqlite_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
-            postgresql_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
-        ),
-    )
+class AliasColumns(VersionKey):
+    """The current alias of each version; the constraint and index names follow the table's name."""
 
-    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False)
+    @orm.declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        name = cls.__tablename__
+        return (
+            _one_row_per_version(name),
+            sa.CheckConstraint(f"alias IN {ALIASES!r}", name=f"ck_{name}_alias"),
+            # the guarantee: at most one champion and one challenger per task, enforced by the database
+            sa.Index(
+                f"uq_{name}_one_per_family_task",
+                "family",
+                "task",
+                "alias",
+                unique=True,
+                sqlite_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
+                postgresql_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
+            ),
+        )
+
     alias: orm.Mapped[str] = orm.mapped_column(sa.String(20), nullable=False)
     updated_by: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
     updated_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
     reason: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
 
 
-class AliasHistory(Base):
-    __tablename__ = "model_alias_history"
-    __table_args__ = (sa.Index("ix_model_alias_history_family_task", "family", "task"),)
+class AliasHistoryColumns:
+    """Every alias change (append-only: :func:`ensure_schema` adds the triggers)."""
+
+    @orm.declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (sa.Index(f"ix_{cls.__tablename__}_family_task", "family", "task"),)
 
     id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
@@ -103,6 +118,14 @@ class AliasHistory(Base):
     reason: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
     evaluation_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64), nullable=True)
     recorded_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
+
+
+class ModelAlias(AliasColumns, Base):
+    __tablename__ = "model_aliases"
+
+
+class AliasHistory(AliasHistoryColumns, Base):
+    __tablename__ = "model_alias_history"
 
 
 class Evaluation(Base):
@@ -126,61 +149,20 @@ class Evaluation(Base):
 
 # ---- prompts: the same alias guarantees, in tables of their own (a model champion and a prompt
 # champion of one task are two different things and must never collide in one unique index)
-class PromptText(Base):
+class PromptText(VersionKey, Base):
     __tablename__ = "prompt_versions"
-    __table_args__ = (
-        sa.UniqueConstraint("family", "task", "version", name="uq_prompt_versions_family_task_version"),
-    )
 
-    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False)
     text: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
     created_by: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
     created_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
 
 
-class PromptAlias(Base):
+class PromptAlias(AliasColumns, Base):
     __tablename__ = "prompt_aliases"
-    __table_args__ = (
-        sa.UniqueConstraint("family", "task", "version", name="uq_prompt_aliases_family_task_version"),
-        sa.CheckConstraint(f"alias IN {ALIASES!r}", name="ck_prompt_aliases_alias"),
-        sa.Index(
-            "uq_prompt_aliases_one_per_family_task",
-            "family",
-            "task",
-            "alias",
-            unique=True,
-            sqlite_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
-            postgresql_where=sa.text(f"alias IN {EXCLUSIVE_ALIASES!r}"),
-        ),
-    )
-
-    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    version: orm.Mapped[str] = orm.mapped_column(sa.String(VERSION), nullable=False)
-    alias: orm.Mapped[str] = orm.mapped_column(sa.String(20), nullable=False)
-    updated_by: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
-    updated_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
-    reason: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
 
 
-class PromptAliasHistory(Base):
+class PromptAliasHistory(AliasHistoryColumns, Base):
     __tablename__ = "prompt_alias_history"
-    __table_args__ = (sa.Index("ix_prompt_alias_history_family_task", "family", "task"),)
-
-    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    family: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    task: orm.Mapped[str] = orm.mapped_column(sa.String(NAME), nullable=False)
-    alias: orm.Mapped[str] = orm.mapped_column(sa.String(20), nullable=False)
-    from_version: orm.Mapped[str | None] = orm.mapped_column(sa.String(VERSION), nullable=True)
-    to_version: orm.Mapped[str | None] = orm.mapped_column(sa.String(VERSION), nullable=True)
-    actor: orm.Mapped[str] = orm.mapped_column(sa.String(200), nullable=False)
-    reason: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
-    evaluation_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64), nullable=True)
-    recorded_at: orm.Mapped[str] = orm.mapped_column(sa.String(40), nullable=False)
 
 
 HISTORY_TABLE = AliasHistory.__tablename__
