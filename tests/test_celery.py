@@ -88,14 +88,15 @@ def test_a_batch_run_on_celery_workers_writes_what_an_in_process_run_writes(depl
             job = ReconstructableRepository.for_module(
                 "orchestration_assets.definitions", "defs", os.getcwd()).get_reconstructable_job(
                 family.job_name("workflow"))
-            celery_run = CeleryRun(dg, job, instance, sample.name, workers)
-            # the reference run, in this process, while the Celery run's steps execute in the workers
+            # the reference run, in this process, while the workers start. Not while the Celery run goes on in
+            # a thread of this process: two runs setting up Dagster's loggers at once can deadlock on the
+            # logging module's lock against a handler's (seen once: dictConfig in one, a log call in the other)
             reference = temp_resources(deployment / "in_process", model_dir)
             copy_batch(sample, inbox_of(family, reference), n=ROWS)
             with dg.instance_for_test() as local:
                 expected = run_workflow(family_definitions([family], reference), family, local, sample.name)
             assert expected.success
-            result = celery_run.result()
+            result = CeleryRun(dg, job, instance, sample.name, workers).result()
             worker_pids = workers.pids()
 
         assert result.success, _failures(result) + workers.logs()
