@@ -20,7 +20,7 @@ from .core.enrichment import assemble_enriched
 from .family import Family
 from .ui_metadata import PREVIEW_ROWS, counts_md, numeric, preview_md
 
-CHUNK_RECORDS = 10_000  # record ids per slice: ~1/10 of the target batch keeps the join's frames small
+CHUNK_RECORDS = 5_000  # record ids per slice: a slice of the wide join is ~50 MB; at 10,000 it was the 20k-row run peak
 
 
 class _Totals:
