@@ -19,9 +19,10 @@ from resources.warehouse import Warehouse, store
 from checks.anomaly import FRESHNESS_POLICIES
 
 from . import inputs
-from .core.enrichment import assemble_enriched, label_agreement, task_frame
+from .core.enrichment import task_frame
 from .core.guardrails import apply_output_guardrails
 from .core.items import build_items, texts
+from .enriched_chunks import write_enriched
 from .family import Family
 from .partitions import batches
 from .llm_models import champion_key, live_session
@@ -159,37 +160,9 @@ def enriched_asset(family: Family) -> dg.AssetsDefinition:
         freshness_policy=FRESHNESS_POLICIES["enriched_records"],
     )
     def enriched_records(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        key = context.partition_key
-        records = inputs.records(warehouse, family, key)
-        frames = {name: inputs.answers(warehouse, family, name, key) for name in family.tasks}
-        base = inputs.with_lookups(warehouse, family, records, record_lookups)
-        base = inputs.with_lookups(warehouse, family, base, answer_lookups, answers_by_task=frames)
-        df = assemble_enriched(base, family.tasks, frames, model_task=family.model_task.name,
-                               run_id=context.run_id, partition=key)
-        rows_in = len(records)
-        if len(df) != rows_in:  # the guarantee: every valid record stays, enriched or failed
-            raise dg.Failure(f"enriched_records has {len(df)} rows for {rows_in} records")
-        del records, frames, base  # the inputs of the join are not needed while the wide table is written
-        written = store(warehouse, family.table("enriched_records"), df, key)
-        failed = df[df["status"] == "failed"]
-        violations = pd.Series([v for vs in df["guardrail_violations"] for v in vs], dtype=object).value_counts()
-        return dg.MaterializeResult(metadata={
-            **written,
-            "dagster/row_count": len(df),
-            "rows_in": rows_in,
-            "rows_enriched": len(df) - len(failed),
-            "rows_failed": len(failed),
-            **numeric({
-                "cost_usd": float(df["cost_usd"].sum()) if len(df) else 0.0,
-                "tokens": int(df["tokens_in"].sum() + df["tokens_out"].sum()) if len(df) else 0,
-                "fallbacks": int(df["fallback_used"].sum()) if len(df) else 0,
-                **label_agreement(df, truths),
-            }),
-            "model_versions": dg.MetadataValue.text(", ".join(sorted(df["model_version"].dropna().astype(str).unique())) or "none"),
-            "guardrail_violations": counts_md(violations.to_dict(), "violation"),
-            "failures": preview_md(failed, ["record_id", "failure_reason"]),
-            "preview": preview_md(df, ["record_id", "status", *list(family.tasks)[:5]]),
-        })
+        # built and written a slice of records at a time: joined whole, this was a run's memory peak
+        return dg.MaterializeResult(metadata=write_enriched(warehouse, family, context.partition_key,
+                                                                   context.run_id, truths))
 
     return enriched_records
 

@@ -4,7 +4,7 @@ Assets declare their upstream as ``deps`` (lineage) and read it here, so a task 
 exactly the tables its spec names, whatever their number.
 """
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -15,12 +15,14 @@ from .core.lookups import join, read_lookup
 from .family import Family
 
 
-def records(warehouse: Warehouse, family: Family, partition: str) -> pd.DataFrame:
-    return _partition(warehouse, family.table("raw_records"), partition)
+def records(warehouse: Warehouse, family: Family, partition: str, ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The batch's records; only those with these record ids when ``ids`` is given."""
+    return _partition(warehouse, family.table("raw_records"), partition, ids)
 
 
-def answers(warehouse: Warehouse, family: Family, task: str, partition: str) -> pd.DataFrame:
-    df = _partition(warehouse, family.table(task), partition)
+def answers(warehouse: Warehouse, family: Family, task: str, partition: str,
+            ids: Sequence[str] | None = None) -> pd.DataFrame:
+    df = _partition(warehouse, family.table(task), partition, ids)
     return df if len(df.columns) else pd.DataFrame(columns=["record_id", "input_hash"])
 
 
@@ -99,6 +101,6 @@ def with_lookups(warehouse: Warehouse, family: Family, frame: pd.DataFrame, name
     return out
 
 
-def _partition(warehouse: Warehouse, table: str, partition: str) -> pd.DataFrame:
-    df = warehouse.read_table(table, partitions=[partition])
+def _partition(warehouse: Warehouse, table: str, partition: str, ids: Sequence[str] | None = None) -> pd.DataFrame:
+    df = warehouse.read_table(table, partitions=[partition], where_in=None if ids is None else ("record_id", ids))
     return df.drop(columns=["_partition"], errors="ignore")

@@ -9,18 +9,20 @@ inserts the new ones in one transaction, so re-materializing never duplicates ro
 import json
 import os
 import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from resources.warehouse_types import db_values, logical_type, settle_kinds, sql_type
 from resources.warehouse_url import check_url, mask_url, report_connect_failures
 
 PARTITION_COLUMN = "_partition"
 SCHEMA_TABLE = "_column_types"
-_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(sort_keys=True) builds one per call: a third of its cost
 _POSITIONAL = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # driver paramstyle -> its positional marker
 INSERT_CHUNK = 5000  # rows per executemany: bounded memory for the converted rows, few round trips
 
@@ -40,6 +42,9 @@ def default_warehouse_url() -> str:
 
 _ENGINES: dict[str, sa.Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+# The connection of a chunked write in progress, by URL: the reads that produce its chunks go
+# through it, since SQLite's write lock (taken at BEGIN) would make any other connection wait.
+_WRITING: ContextVar[dict[str, sa.Connection]] = ContextVar("warehouse_writing", default={})
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -136,32 +141,55 @@ class Warehouse(dg.ConfigurableResource):
         return mask_url(self.resolved_url)
 
     # ---- reading ---------------------------------------------------------------------------
+    @contextmanager
+    def _connection(self):
+        active = _WRITING.get().get(self.resolved_url)
+        if active is not None:
+            yield active
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
     def has_table(self, table: str) -> bool:
-        return sa.inspect(self.engine).has_table(table)
+        with self._connection() as conn:
+            return sa.inspect(conn).has_table(table)
 
     def columns(self, table: str) -> list[str]:
         """The table's column names (none when it does not exist)."""
         if not self.has_table(table):
             return []
-        return [c["name"] for c in sa.inspect(self.engine).get_columns(table)]
+        with self._connection() as conn:
+            return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+
+    def column_kinds(self, table: str) -> dict[str, str]:
+        """The logical type recorded for each of the table's columns (none before its first write)."""
+        if not self.has_table(SCHEMA_TABLE):
+            return {}
+        with self._connection() as conn:
+            return dict(conn.execute(
+                sa.text(f"SELECT column_name, dtype FROM {SCHEMA_TABLE} WHERE table_name = :t"), {"t": table}).all())
 
     def read_table(
         self,
         table: str,
         partitions: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
+        where_in: tuple[str, Sequence[Any]] | None = None,
     ) -> pd.DataFrame:
-        """Rows of ``table`` (optionally only the given partitions), with stored dtypes restored."""
+        """Rows of ``table`` (optionally only the given partitions, or rows whose column ``where_in[0]``
+        is one of ``where_in[1]``), with stored dtypes restored."""
         if not self.has_table(table):
             return pd.DataFrame(columns=list(columns) if columns else None)
-        tbl = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
-        cols = [tbl.c[c] for c in columns] if columns else [tbl]
-        stmt = sa.select(*cols)
-        if partitions is not None:
-            if PARTITION_COLUMN not in tbl.c:
-                raise ValueError(f"table {table!r} is not partitioned; cannot filter by partition")
-            stmt = stmt.where(tbl.c[PARTITION_COLUMN].in_(list(partitions)))
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
+            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            cols = [tbl.c[c] for c in columns] if columns else [tbl]
+            stmt = sa.select(*cols)
+            if partitions is not None:
+                if PARTITION_COLUMN not in tbl.c:
+                    raise ValueError(f"table {table!r} is not partitioned; cannot filter by partition")
+                stmt = stmt.where(tbl.c[PARTITION_COLUMN].in_(list(partitions)))
+            if where_in is not None:
+                stmt = stmt.where(tbl.c[where_in[0]].in_(list(where_in[1])))
             df = pd.read_sql(stmt, conn)
         return self._restore_types(table, df)
 
@@ -182,43 +210,72 @@ class Warehouse(dg.ConfigurableResource):
     # ---- writing ---------------------------------------------------------------------------
     def replace_partition(self, table: str, df: pd.DataFrame, partition: str) -> int:
         """Delete the rows of ``partition`` and insert ``df`` in one transaction."""
-        df = df.assign(**{PARTITION_COLUMN: partition})  # copy-on-write: the asset's columns are not copied
+        return self.replace_partition_chunks(table, [df], partition)
+
+    def replace_partition_chunks(self, table: str, chunks: Iterable[pd.DataFrame], partition: str,
+                                 kinds: Mapping[str, str] | None = None) -> int:
+        """Delete the rows of ``partition`` and insert every chunk, in one transaction.
+
+        Chunks are consumed one at a time, so a large partition need never be whole in memory;
+        an exception raised while producing one rolls the whole write back. ``kinds`` declares
+        columns' logical types, so they do not depend on which values the first chunk has.
+        """
+        settled: dict[str, str] = {}
         with self.engine.begin() as conn:
-            self._ensure_table(conn, table, df)
-            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            conn.execute(sa.delete(tbl).where(tbl.c[PARTITION_COLUMN] == partition))
-            self._insert(conn, table, df)
-        return len(df)
+            token = _WRITING.set({**_WRITING.get(), self.resolved_url: conn})
+            try:
+                n = self._write_chunks(conn, table, chunks, partition, dict(kinds or {}), settled)
+            finally:
+                _WRITING.reset(token)
+            if settled:
+                self._record_types(conn, table, settled)
+        return n
+
+    def _write_chunks(self, conn: sa.Connection, table: str, chunks: Iterable[pd.DataFrame], partition: str,
+                      declared: dict[str, str], settled: dict[str, str]) -> int:
+        n, guessed = 0, set()
+        for i, chunk in enumerate(chunks):
+            chunk = chunk.assign(**{PARTITION_COLUMN: partition})  # copy-on-write: columns not copied
+            chunk_kinds = settle_kinds(table, chunk, declared, settled, guessed)
+            self._ensure_table(conn, table, chunk_kinds)
+            if i == 0:
+                tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+                conn.execute(sa.delete(tbl).where(tbl.c[PARTITION_COLUMN] == partition))
+            self._insert(conn, table, chunk, chunk_kinds)
+            n += len(chunk)
+            del chunk  # released before the next is built
+        return n
 
     def replace_table(self, table: str, df: pd.DataFrame) -> int:
         """Replace every row of an unpartitioned table in one transaction (schema kept, columns added)."""
+        kinds = {c: logical_type(df[c]) for c in df.columns}
         with self.engine.begin() as conn:
-            self._ensure_table(conn, table, df)
+            self._ensure_table(conn, table, kinds)
             tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
             conn.execute(sa.delete(tbl))
-            self._insert(conn, table, df)
+            self._insert(conn, table, df, kinds)
+            self._record_types(conn, table, kinds)
         return len(df)
 
     # ---- schema helpers --------------------------------------------------------------------
-    def _ensure_table(self, conn: sa.Connection, table: str, df: pd.DataFrame) -> None:
-        """Create the table from ``df``'s columns or add the columns it is missing."""
+    def _ensure_table(self, conn: sa.Connection, table: str, kinds: Mapping[str, str]) -> None:
+        """Create the table with these columns (name -> logical type) or add the ones it is missing."""
         insp = sa.inspect(conn)
         if not insp.has_table(table):
             meta = sa.MetaData()
-            cols = [sa.Column(name, _sql_type(df[name])) for name in df.columns]
+            cols = [sa.Column(name, sql_type(kind)) for name, kind in kinds.items()]
             t = sa.Table(table, meta, *cols)
-            if PARTITION_COLUMN in df.columns:
+            if PARTITION_COLUMN in kinds:
                 sa.Index(f"ix_{table}_partition", t.c[PARTITION_COLUMN])
             meta.create_all(conn)
         else:
             existing = {c["name"] for c in insp.get_columns(table)}
-            for name in df.columns:
+            for name, kind in kinds.items():
                 if name not in existing:
-                    col_type = _sql_type(df[name]).compile(dialect=conn.dialect)
+                    col_type = sql_type(kind).compile(dialect=conn.dialect)
                     conn.execute(sa.text(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {col_type}'))
-        self._record_types(conn, table, df)
 
-    def _record_types(self, conn: sa.Connection, table: str, df: pd.DataFrame) -> None:
+    def _record_types(self, conn: sa.Connection, table: str, kinds: Mapping[str, str]) -> None:
         meta = sa.MetaData()
         types = sa.Table(
             SCHEMA_TABLE,
@@ -228,24 +285,15 @@ class Warehouse(dg.ConfigurableResource):
             sa.Column("dtype", sa.String(50), nullable=False),
         )
         meta.create_all(conn, checkfirst=True)
-        rows = [
-            {"table_name": table, "column_name": c, "dtype": _logical_type(df[c])} for c in df.columns
-        ]
-        conn.execute(sa.delete(types).where(types.c.table_name == table, types.c.column_name.in_(list(df.columns))))
+        rows = [{"table_name": table, "column_name": c, "dtype": kind} for c, kind in kinds.items()]
+        conn.execute(sa.delete(types).where(types.c.table_name == table, types.c.column_name.in_(list(kinds))))
         if rows:
             conn.execute(sa.insert(types), rows)
 
     def _restore_types(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
         if df.empty and not len(df.columns):
             return df
-        if not self.has_table(SCHEMA_TABLE):
-            return df
-        with self.engine.connect() as conn:
-            types = dict(
-                conn.execute(
-                    sa.text(f"SELECT column_name, dtype FROM {SCHEMA_TABLE} WHERE table_name = :t"), {"t": table}
-                ).all()
-            )
+        types = self.column_kinds(table)
         for col, kind in types.items():
             if col not in df.columns:
                 continue
@@ -269,12 +317,11 @@ class Warehouse(dg.ConfigurableResource):
         return df
 
     @staticmethod
-    def _insert(conn: sa.Connection, table: str, df: pd.DataFrame) -> None:
+    def _insert(conn: sa.Connection, table: str, df: pd.DataFrame, kinds: Mapping[str, str]) -> None:
         """Insert ``df`` a chunk at a time: one executemany per chunk, rows converted only for their chunk."""
         if df.empty:
             return
         names = list(df.columns)
-        kinds = [_logical_type(df[c]) for c in names]
         mark = _POSITIONAL.get(conn.dialect.paramstyle)
         tbl = None if mark else sa.Table(table, sa.MetaData(), autoload_with=conn)
         quote = conn.dialect.identifier_preparer.quote
@@ -284,64 +331,11 @@ class Warehouse(dg.ConfigurableResource):
                f"VALUES ({', '.join([mark or '?'] * len(names))})")
         for start in range(0, len(df), INSERT_CHUNK):
             part = df.iloc[start : start + INSERT_CHUNK]
-            columns = [_db_values(part[c], kind) for c, kind in zip(names, kinds)]
+            columns = [db_values(part[c], kinds[c]) for c in names]
             if tbl is None:
                 conn.exec_driver_sql(sql, list(zip(*columns)))
             else:
                 conn.execute(sa.insert(tbl), [dict(zip(names, row)) for row in zip(*columns)])
-
-
-def _db_values(series: pd.Series, kind: str) -> list[Any]:
-    """A column as the database takes it: JSON text, ISO timestamps, None for missing values."""
-    values = series.tolist()
-    if kind == "json":
-        return [None if v is None else _JSON.encode(_jsonable(v)) for v in values]
-    present = series.notna().tolist()
-    if kind == "datetime":
-        return [pd.Timestamp(v).isoformat() if ok else None for v, ok in zip(values, present)]
-    return [v if ok else None for v, ok in zip(values, present)]
-
-
-def _jsonable(v: Any) -> Any:
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    if isinstance(v, (set, tuple)):
-        return list(v)
-    return v
-
-
-def _logical_type(series: pd.Series) -> str:
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "int"
-    if pd.api.types.is_float_dtype(dtype):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "datetime"
-    non_null = series.dropna()
-    if not non_null.empty:
-        first = non_null.iloc[0]
-        if isinstance(first, (list, dict, tuple, set)) or hasattr(first, "tolist") and not isinstance(first, str):
-            return "json"
-        if isinstance(first, pd.Timestamp):
-            return "datetime"
-        if isinstance(first, bool):
-            return "bool"
-    return "str"
-
-
-def _sql_type(series: pd.Series) -> sa.types.TypeEngine:
-    kind = _logical_type(series)
-    return {
-        "bool": sa.Boolean(),
-        "int": sa.BigInteger(),
-        "float": sa.Float(),
-        "datetime": sa.String(40),
-        "json": sa.Text(),
-        "str": sa.Text(),
-    }[kind]
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):

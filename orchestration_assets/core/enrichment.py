@@ -59,8 +59,10 @@ def assemble_enriched(
                 problems[rid].append(f"{name}: the answer is for an older version of the record")
             elif isinstance(errors.get(rid), str) and errors[rid]:
                 problems[rid].append(f"{name}: {errors[rid]}")
-    df["failure_reason"] = df["record_id"].map(lambda r: "; ".join(problems[r]) or None)
-    df["status"] = df["failure_reason"].map(lambda r: "failed" if r else "enriched")
+    reasons = ["; ".join(problems[r]) or None for r in df["record_id"]]
+    df["failure_reason"] = reasons
+    # from the list, not the column: pandas' str dtype holds a missing reason as NaN, which is truthy
+    df["status"] = ["failed" if r else "enriched" for r in reasons]
     df["guardrail_violations"] = _violations(df, tasks)
 
     df["model_version"] = df[f"{model_task}_model_version"]
