@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -142,3 +144,14 @@ class Racer:
             except ProcessLookupError:
                 pass
             self.proc.wait(timeout=10)
+
+
+
+@pytest.fixture(scope="module")
+def racer():
+    """One racer subprocess per test module (its imports take seconds), stopped even when a test fails."""
+    r = Racer()
+    try:
+        yield r
+    finally:
+        r.stop()

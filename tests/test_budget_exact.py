@@ -16,18 +16,10 @@ from tests.postgres_server import postgres_server  # noqa: F401 - the session fi
 from tests.router_fixtures import budget_catalog, catalog, make_items, routed, router_for, session_for
 from tests.router_fixtures import family, local  # noqa: F401 - pytest fixtures
 from tests.router_race import Racer, race
+from tests.router_race import racer  # noqa: F401 - the module fixture
 
 PER_CALL = 0.001
 BUDGET = 10.5 * PER_CALL  # affords exactly 10 calls
-
-
-@pytest.fixture(scope="module")
-def racer():
-    r = Racer()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def race_two(racer: Racer, catalog_path: str, warehouse_url: str, **kw) -> list[dict]:

@@ -12,21 +12,13 @@ from tests.openai_server import OpenAICompatServer
 from tests.redis_server import redis_url  # noqa: F401 - the session fixture
 from tests.router_fixtures import catalog, router_for
 from tests.router_race import Racer, race
+from tests.router_race import racer  # noqa: F401 - the module fixture
 
 RPM = 600  # enforced as at most 10 requests in any second
 ITEMS = 20  # per process: 40 requests need at least 3 s together, 1 s each alone
 # a process's first burst reaches the server up to ~1 s after the limiter let it go (new connections
 # on a busy machine): the assertions allow one window of that, and still fail for per-process limits
 SLACK_S = 1.0
-
-
-@pytest.fixture(scope="module")
-def racer():
-    r = Racer()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def most_in_any_second(times: list[float]) -> int:
