@@ -135,6 +135,24 @@ def auto_ids(routing: pd.DataFrame) -> list[str]:
     return routing.loc[routing["decision"] == "auto_send", "record_id"].tolist()
 
 
+def validations_meet(monkeypatch, parties: int = 2) -> None:
+    """Every decision waits after its validation until ``parties`` have validated: the worst interleaving of
+    concurrent reviewers (both pass validation before either writes), made certain."""
+    import threading
+
+    from orchestration_assets.core import review as core_review
+
+    barrier = threading.Barrier(parties, timeout=30)
+    validate = core_review.validate_decision
+
+    def validate_then_wait(*args, **kwargs):
+        row = validate(*args, **kwargs)
+        barrier.wait()
+        return row
+
+    monkeypatch.setattr(core_review, "validate_decision", validate_then_wait)
+
+
 class Env:
     """One or more families' definitions on temp resources (a fresh warehouse per test)."""
 

@@ -15,12 +15,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from orchestration_assets.core import review as core_review
 from orchestration_assets.core.dispatch import kpi_review
 from orchestration_assets.core.review import ReviewDecision, read_review_decisions, record_decision
 from orchestration_assets.review_cli import main as review_cli
 from resources.audit import read_audit
-from tests.governance_fixtures import Env, auto_ids, failure_message, metadata_of, pending_ids, seed_batch
+from tests.governance_fixtures import (Env, auto_ids, failure_message, metadata_of, pending_ids, seed_batch,
+                                       validations_meet)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -204,16 +204,7 @@ def test_a_record_is_decided_once_and_a_second_decision_names_the_first(env, cap
 
 def test_two_reviewers_deciding_one_record_at_once_one_wins_and_the_other_is_told(env, capsys, monkeypatch):
     rid = pending_ids(env.routing[ST])[0]
-    # both reviewers pass validation before either writes: the worst interleaving, made certain
-    both_validated = threading.Barrier(2, timeout=30)
-    validate = core_review.validate_decision
-
-    def validate_then_wait(*args, **kwargs):
-        row = validate(*args, **kwargs)
-        both_validated.wait()
-        return row
-
-    monkeypatch.setattr(core_review, "validate_decision", validate_then_wait)
+    validations_meet(monkeypatch)  # both reviewers pass validation before either writes
     codes: dict[str, int] = {}
 
     def decide(reviewer: str, decision: str) -> None:

@@ -8,7 +8,6 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestration_assets.core import review as core_review
 from orchestration_assets.core.dispatch import dispatch_candidates
 from orchestration_assets.core.review import read_review_decisions
 from orchestration_assets.inputs import whole_table
@@ -18,6 +17,7 @@ from orchestration_assets.service.cli import main as service_cli
 from orchestration_assets.service.settings import SECRET_FILE, ServiceSettings
 from resources.audit import read_audit
 from resources.warehouse import Warehouse
+from tests.governance_fixtures import validations_meet
 from tests.service_fixtures import PASSWORD, SECRET, clone, csrf_of, seeded_service, sign_in
 
 ST, IT = "support_triage", "it_service_desk"
@@ -238,16 +238,7 @@ def test_two_reviewers_deciding_one_item_at_once_one_wins_the_other_is_told_and_
     forms = {}
     for name, c in clients.items():
         forms[name] = csrf_of(c.get(item_path(ST, rid)).text)
-    # both requests pass validation before either writes: the worst interleaving, made certain
-    both_validated = threading.Barrier(2, timeout=30)
-    validate = core_review.validate_decision
-
-    def validate_then_wait(*args, **kwargs):
-        row = validate(*args, **kwargs)
-        both_validated.wait()
-        return row
-
-    monkeypatch.setattr(core_review, "validate_decision", validate_then_wait)
+    validations_meet(monkeypatch)  # both requests pass validation before either writes
     answers = {}
 
     def decide(name, action):
