@@ -10,6 +10,7 @@ than a per-metric floor never count (a perfectly flat history would otherwise ma
 import math
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Iterator
 
 import dagster as dg
 import numpy as np
@@ -108,7 +109,8 @@ def evaluate_family(kpis: pd.DataFrame, metrics: list[str], min_abs_change: floa
     return [assess(daily_metric(kpis, m), m, min_abs_change=min_abs_change) for m in metrics if m in kpis]
 
 
-def _result(assessments: list[Assessment]) -> dg.AssetCheckResult:
+def _result(assessments: list[Assessment], check_name: str | None = None,
+            asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     scored = [a for a in assessments if a.z is not None]
     bad = [a for a in assessments if a.status in ("warn", "fail")]
     worst = max(bad or scored, key=lambda a: a.z, default=None)
@@ -133,7 +135,7 @@ def _result(assessments: list[Assessment]) -> dg.AssetCheckResult:
     if not scored:
         meta["note"] = f"fewer than {MIN_HISTORY} earlier days of KPIs; nothing to compare yet"
     return dg.AssetCheckResult(
-        passed=not bad,
+        check_name=check_name, asset_key=asset_key, passed=not bad,
         severity=dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN,
         metadata=meta,
         description=(f"{worst.metric} on {worst.latest_day}: {worst.latest:.4g} vs median {worst.median:.4g} "
@@ -142,16 +144,21 @@ def _result(assessments: list[Assessment]) -> dg.AssetCheckResult:
 
 
 def anomaly_checks(family: Family) -> list[dg.AssetChecksDefinition]:
+    """The anomaly checks of ``kpi_daily`` as one step: the table is read once, each check keeps its own
+    name, description and result (a step per check cost more in Dagster's events than the maths)."""
     key, table = dg.AssetKey(family.key("kpi_daily")), family.table("kpi_daily")
+    checks = families_of_metrics(list(family.tasks))
+    specs = [dg.AssetCheckSpec(name, asset=key, description=desc) for name, (_, _, desc) in checks.items()]
 
-    def build(name: str, metrics: list[str], floor: float, description: str) -> dg.AssetChecksDefinition:
-        @dg.asset_check(asset=key, name=name, description=description)
-        def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
-            return _result(evaluate_family(warehouse.read_table(table), metrics, floor))
+    @dg.multi_asset_check(name=f"{family.name}__kpi_daily_anomaly_checks", specs=specs, can_subset=True,
+                          description="KPI anomaly checks on kpi_daily: the latest day against a trailing window.")
+    def _checks(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> Iterator[dg.AssetCheckResult]:
+        kpis = warehouse.read_table(table)
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: list(checks).index(k.name)):
+            metrics, floor, _ = checks[check_key.name]
+            yield _result(evaluate_family(kpis, metrics, floor), check_key.name, key)
 
-        return _check
-
-    return [build(name, m, floor, desc) for name, (m, floor, desc) in families_of_metrics(list(family.tasks)).items()]
+    return [_checks]
 
 
 # Freshness (Dagster's FreshnessPolicy, which supersedes freshness checks since 1.12): enrichment

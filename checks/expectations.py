@@ -250,27 +250,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def timestamps_as_text(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    """``df`` with a datetime ``column`` rendered as ISO-8601 text (NaT -> None), for GX's parse checks.
-
-    The warehouse restores timestamps with ``errors="coerce"``: a stored value that does not parse
-    comes back as NaT, so "parseable" means "not null and dateutil-parseable as text".
-    """
-    if column not in df.columns:
-        return df
-    out = df.copy()
-    out[column] = df[column].map(_timestamp_text).astype(object)
-    return out
-
-
-def _timestamp_text(value: Any) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, (pd.Timestamp, datetime, date)):
-        return value.isoformat()
-    return str(value)
-
-
 @dataclass(frozen=True)
 class DataCheck:
     """A named asset check: the expectations it asserts and how bad a failure is."""

@@ -14,6 +14,7 @@ from orchestration_assets.partitions import batches
 from resources.warehouse import Warehouse
 
 SAMPLE = 10
+MAX_IDS = 900  # bound parameters of one query (SQLite allows 999 in old builds)
 
 
 def _load(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, family: Family, *columns: str) -> pd.DataFrame:
@@ -22,6 +23,21 @@ def _load(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, family: 
     present = warehouse.columns(table)
     wanted = [c for c in dict.fromkeys(("record_id", *columns)) if c in present]
     return warehouse.read_table(table, partitions=[context.partition_key], columns=wanted)
+
+
+def _load_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, family: Family, order: pd.Series,
+               record_ids: set, *columns: str) -> pd.DataFrame:
+    """:func:`_load` of only the given records, in the order of ``order`` (the partition's record ids)."""
+    if len(record_ids) > MAX_IDS:  # most records wanted: one scan of the partition is cheaper
+        df = _load(context, warehouse, family, *columns)
+        return df[df["record_id"].isin(record_ids)]
+    table = family.table("enriched_records")
+    present = warehouse.columns(table)
+    wanted = [c for c in dict.fromkeys(("record_id", *columns)) if c in present]
+    df = warehouse.read_table(table, partitions=[context.partition_key], columns=wanted,
+                              where_in=("record_id", sorted(record_ids)))
+    position = df["record_id"].map({rid: i for i, rid in enumerate(order)})
+    return df.iloc[position.argsort(kind="stable")]
 
 
 def _sample(df: pd.DataFrame, cols: list[str]) -> dg.MetadataValue:
@@ -92,17 +108,16 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
         @dg.asset_check(asset=asset, blocking=True, partitions_def=parts, name="outputs_free_of_pii",
                         description="No stored generated text contains an e-mail address, phone number, card number or IBAN.")
         def outputs_free_of_pii(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-            from resources.redaction import find_pii
+            from resources.redaction import find_pii_many
 
             df = _load(context, warehouse, family, *(t.name for t in drafts))
             bad, checked = [], 0
             for t in drafts:
-                for rid, text in zip(df["record_id"], df[t.name]):
-                    if isinstance(text, str):
-                        checked += 1
-                        kinds = sorted({k for k, _ in find_pii(text)})
-                        if kinds:
-                            bad.append({"record_id": rid, "task": t.name, "pii_kinds": kinds})
+                column = df[t.name].tolist()
+                checked += sum(isinstance(text, str) for text in column)
+                for rid, hits in zip(df["record_id"], find_pii_many(column)):
+                    if hits:
+                        bad.append({"record_id": rid, "task": t.name, "pii_kinds": sorted({k for k, _ in hits})})
             return dg.AssetCheckResult(passed=not bad, metadata={
                 "outputs_checked": checked, "outputs_with_pii": len(bad), "sample": dg.MetadataValue.json(bad[:SAMPLE])})
 
@@ -110,11 +125,16 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
                         description="A generated text that repeats a prompt-injection phrase of its record is flagged, "
                                     "so it is never sent without a human.")
         def outputs_do_not_echo_injection(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-            from orchestration_assets.core.guardrails import echoed_injection_phrases
+            from orchestration_assets.core.guardrails import could_echo_injection, echoed_injection_phrases
             from orchestration_assets.core.items import texts
 
-            df = _load(context, warehouse, family, "guardrail_violations",
-                       *(c for t in drafts for c in (t.name, *t.text_fields)))
+            outputs = _load(context, warehouse, family, *(t.name for t in drafts))
+            # only a record whose output could repeat a phrase needs its text and flags read
+            may_echo: dict[str, bool] = {}
+            suspects = {rid for t in drafts for rid, text in zip(outputs["record_id"], outputs[t.name])
+                        if isinstance(text, str) and may_echo.setdefault(text, could_echo_injection(text))}
+            df = _load_rows(context, warehouse, family, outputs["record_id"], suspects, "guardrail_violations",
+                            *(c for t in drafts for c in (t.name, *t.text_fields)))
             unflagged, echoing = [], 0
             for t in drafts:
                 sources = texts(df, t.text_fields)
@@ -125,7 +145,7 @@ def guardrail_checks(family: Family) -> list[dg.AssetChecksDefinition]:
                         if f"{t.name}:injection_echo" not in (found or []):
                             unflagged.append({"record_id": rid, "task": t.name, "phrases": phrases})
             return dg.AssetCheckResult(passed=not unflagged, metadata={
-                "rows_checked": len(df), "outputs_echoing_injection": echoing, "unflagged": len(unflagged),
+                "rows_checked": len(outputs), "outputs_echoing_injection": echoing, "unflagged": len(unflagged),
                 "sample": dg.MetadataValue.json(unflagged[:SAMPLE])})
 
         checks += [outputs_free_of_pii, outputs_do_not_echo_injection]

@@ -47,12 +47,11 @@ class _Totals:
         self.fallbacks += int(df["fallback_used"].sum())
         self.versions.update(df["model_version"].dropna().astype(str))
         self.violations.update(v for vs in df["guardrail_violations"] for v in vs)
-        ok = df[~failed]
-        for task, truth in self.truths:
-            if task in ok and truth in ok:
-                known = ok[ok[truth].notna()]
-                self.agree[task][0] += int((known[task] == known[truth]).sum())
-                self.agree[task][1] += len(known)
+        for task, truth in self.truths:  # masks, not a copy of the wide slice's enriched rows
+            if task in df and truth in df:
+                known = ~failed & df[truth].notna()
+                self.agree[task][0] += int(((df[task] == df[truth]) & known).sum())
+                self.agree[task][1] += int(known.sum())
         # previews show the first rows only: keep no more of them than a preview shows
         if sum(map(len, self.preview)) < PREVIEW_ROWS:
             self.preview.append(df[[c for c in preview_columns if c in df.columns]].head(PREVIEW_ROWS))

@@ -3,10 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from resources.audit import count_audit, natural_key, record_changes
+from resources.audit import count_audit, natural_keys, record_changes
 from resources.warehouse import Warehouse, store
 
-from . import inputs
 from .core.policy import decide, input_columns, policy_version
 from .family import Family
 from .partitions import batches
@@ -15,6 +14,8 @@ from .ui_metadata import counts_md, numeric, preview_md
 PROVENANCE = ["status", "model_version", "model_versions", "prompt_version", "input_hash"]
 # what a routing decision is, for the audit log: a re-run that leaves these alone adds no row
 ROUTING_STATE = ("decision", "model_version", "prompt_version", "policy_version")
+# the decision columns an audit event carries (the answers copied onto each decision are not among them)
+AUDITED = ["record_id", "decision", "reasons", *ROUTING_STATE[1:], "input_hash", "run_id", "model_versions"]
 
 
 def decision_columns(family: Family) -> list[str]:
@@ -51,9 +52,15 @@ def routing_asset(family: Family) -> dg.AssetsDefinition:
                                         columns=[c for c in wanted if c in present])
         df = decide(family, enriched)
         keep = [c for c in [*PROVENANCE, *answers] if c in enriched.columns]
-        df = df.merge(enriched[["record_id", *keep]], on="record_id", how="left")
         times = enriched[ts] if ts and ts in enriched.columns else enriched.get("ingested_at")
-        df["record_time"] = df["record_id"].map(dict(zip(enriched["record_id"], times))) if times is not None else None
+        if enriched["record_id"].is_unique:  # one decision per row, in the rows' order: no join to make
+            enriched = enriched.reset_index(drop=True)
+            df = pd.concat([df, enriched[keep]], axis=1)
+            df["record_time"] = times.reset_index(drop=True) if times is not None else None
+        else:
+            df = df.merge(enriched[["record_id", *keep]], on="record_id", how="left")
+            df["record_time"] = df["record_id"].map(dict(zip(enriched["record_id"], times))) \
+                if times is not None else None
         df["partition"], df["run_id"], df["decided_at"] = context.partition_key, context.run_id, pd.Timestamp.now(tz="UTC")
         n = max(len(df), 1)
         reasons = pd.Series([r.split(":")[0] for rs in df["reasons"] for r in rs], dtype=object).value_counts()
@@ -99,10 +106,8 @@ def routing_audit_events(family: Family, decisions: pd.DataFrame, code_version: 
         "recorded_at": pd.Timestamp.now(tz="UTC").isoformat(),
     })
     if len(events):
-        events["natural_key"] = [
-            natural_key(family.name, "routing_decision", r["record_id"], *(r[c] for c in ROUTING_STATE))
-            for r in events.to_dict(orient="records")
-        ]
+        events["natural_key"] = natural_keys(family.name, "routing_decision", events["record_id"].tolist(),
+                                             *(events[c].tolist() for c in ROUTING_STATE))
     return events
 
 
@@ -123,7 +128,11 @@ def audit_asset(family: Family, routing: dg.AssetsDefinition) -> dg.AssetsDefini
         code_version="3",
     )
     def audit_log(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        decisions = inputs.answers(warehouse, family, "routing_decisions", context.partition_key)
+        table = family.table("routing_decisions")
+        # the decisions' answer columns are not part of an audit event: read what routing_audit_events uses
+        present = set(warehouse.columns(table))
+        decisions = warehouse.read_table(table, partitions=[context.partition_key],
+                                         columns=[c for c in AUDITED if c in present])
         code_version = routing.code_versions_by_key.get(routing.key) or ""
         events = routing_audit_events(family, decisions, code_version, context.partition_key)
         inserted = record_changes(warehouse, events, ROUTING_STATE)

@@ -12,7 +12,6 @@ import os
 from typing import Callable, Optional
 
 import dagster as dg
-import pandas as pd
 
 from resources.audit import record_events
 from resources.outbox import DispatchInterrupted, Outbox, read_ledger
@@ -23,7 +22,6 @@ from .core.dispatch import (
     candidate_columns,
     delivered_outputs,
     delivery_drift,
-    dispatch_audit_event,
     dispatch_audit_events,
     dispatch_candidates,
     feedback_columns,
@@ -98,10 +96,11 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
               description="Items waiting for a reviewer, oldest first: one row per human_review / escalate "
                           "record not yet decided, with its answers, reasons, model version and age.")
     def queue(warehouse: Warehouse) -> dg.MaterializeResult:
-        routed, enriched = review_queue_columns(family)
-        q = review_queue(family, whole_table(warehouse, family, "routing_decisions", routed),
-                         whole_table(warehouse, family, "enriched_records", enriched),
-                         read_review_decisions(warehouse, family.name))
+        routed, shown = review_queue_columns(family)
+        routing = whole_table(warehouse, family, "routing_decisions", routed)
+        # the queue takes a column from the enriched records only when the routing decisions lack it
+        enriched = whole_table(warehouse, family, "enriched_records", [c for c in shown if c not in routing.columns])
+        q = review_queue(family, routing, enriched, read_review_decisions(warehouse, family.name))
         stats = backlog_stats(q)
         warehouse.replace_table(family.table("review_queue"), q)
         return dg.MaterializeResult(metadata={
@@ -143,7 +142,7 @@ def review_assets(family: Family) -> list[dg.AssetsDefinition]:
         run_is_over = ended_runs(context.instance)
 
         def audit(deliveries: list[dict]) -> None:  # as soon as the ledger has them: a crash loses at most those in flight
-            record_events(warehouse, pd.DataFrame([dispatch_audit_event(family.name, d) for d in deliveries]))
+            record_events(warehouse, dispatch_audit_events(family.name, deliveries))
 
         try:
             report = dispatcher.deliver(candidates, run_id=context.run_id, run_is_over=run_is_over,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -66,6 +67,23 @@ def natural_key(family: str | None, event_type: str, record_id: Any, decision: s
     return f"{family or '-'}:{event_type}:{record_id}:{decision}:{content_hash(*parts)}"
 
 
+def natural_keys(family: str | None, event_type: str, record_ids: Sequence[Any], decisions: Sequence[Any],
+                 *parts: Sequence[Any]) -> list[str]:
+    """:func:`natural_key` of each row of these columns; the hash is computed once per distinct ``parts``
+    (a batch shares its model, prompt and policy versions)."""
+    from .providers.base import content_hash
+
+    hashes: dict[tuple, str] = {}
+    out = []
+    for rid, decision, *state in zip(record_ids, decisions, *parts):
+        key = tuple(state)
+        digest = hashes.get(key)
+        if digest is None:
+            digest = hashes[key] = content_hash(*state)
+        out.append(f"{family or '-'}:{event_type}:{rid}:{decision}:{digest}")
+    return out
+
+
 REQUIRED = ("event_type", "decision", "actor", "natural_key", "recorded_at")
 
 
@@ -74,17 +92,28 @@ def record_events(warehouse: Warehouse, events: pd.DataFrame) -> int:
     if events.empty:
         return 0
     ensure_audit_table(warehouse)
-    rows = events.copy()
-    missing = [c for c in REQUIRED if c not in rows]
+    missing = [c for c in REQUIRED if c not in events]
     if missing:
         raise ValueError(f"audit events lack required column(s) {missing}")
+    rows = events.drop_duplicates("natural_key")
+    # column by column, then zipped into the rows the insert takes: a frame's to_dict boxes every cell
+    values = []
     for col in COLUMNS:
         if col not in rows:
-            rows[col] = None
-    rows["reasons"] = rows["reasons"].map(_reasons_json)
-    rows["details"] = rows["details"].map(_details_json)
-    rows = rows.drop_duplicates("natural_key")[COLUMNS]
-    return _insert_new(warehouse, rows.astype(object).where(rows.notna(), None).to_dict(orient="records"))
+            values.append([None] * len(rows))
+        elif col == "reasons":
+            values.append([_reasons_json(v) for v in rows[col].tolist()])
+        elif col == "details":
+            values.append([_details_json(v) for v in rows[col].tolist()])
+        else:
+            values.append(_cells(rows[col]))
+    return _insert_new(warehouse, [dict(zip(COLUMNS, vals)) for vals in zip(*values)])
+
+
+def _cells(column: pd.Series) -> list[Any]:
+    """A column's values as the insert takes them: missing ones None, numpy scalars python ones."""
+    cells = column.astype(object).where(column.notna(), None).tolist()
+    return [_plain(v) for v in cells] if column.dtype == object else cells
 
 
 def record_event(warehouse: Warehouse, event: Mapping[str, Any]) -> int:
@@ -140,21 +169,33 @@ def record_changes(warehouse: Warehouse, events: pd.DataFrame, state: Sequence[s
     ensure_audit_table(warehouse)
     out = []
     for (family, event_type), group in events.groupby(["family", "event_type"], dropna=False, sort=False):
-        seen = _recorded(warehouse, family, event_type, group["record_id"].astype(str).unique().tolist(), state)
+        ids = group["record_id"].astype(str)
+        seen = _recorded(warehouse, family, event_type, ids.unique().tolist(), state)
+        if seen.empty:  # nothing recorded yet for these records (a new batch): every event is a change
+            out.append(group)
+            continue
         latest = seen.drop_duplicates("record_id", keep="last").set_index("record_id")
+        known = ids.isin(latest.index).to_numpy()
+        last = latest.reindex(ids.to_numpy())
+        same = known.copy()
+        for c in state:  # compared as text, None and NaN alike, as _same does
+            mine = _texts(group[c]) if c in group else [None] * len(group)
+            same &= np.array([a == b for a, b in zip(mine, _texts(last[c]))], dtype=bool)
         keys = set(seen["natural_key"])
-        rows = []
-        for row in group.to_dict(orient="records"):
-            rid = str(row["record_id"])
-            if rid in latest.index:
-                last = latest.loc[rid]
-                if all(_same(row.get(c), last[c]) for c in state):
-                    continue
-                if row["natural_key"] in keys:  # the state of an earlier row: key it after the latest one
-                    row["natural_key"] = f"{row['natural_key']}:after:{int(last['audit_id'])}"
-            rows.append(row)
-        out += rows
-    return record_events(warehouse, pd.DataFrame(out, columns=events.columns)) if out else 0
+        changed = group.loc[~same].copy()
+        earlier = np.array([k in keys for k in changed["natural_key"].tolist()], dtype=bool) & known[~same]
+        if earlier.any():  # the state of an earlier row: key it after the latest one
+            after = last["audit_id"].to_numpy()[~same][earlier]
+            changed.loc[changed.index[earlier], "natural_key"] = [
+                f"{k}:after:{int(a)}" for k, a in zip(changed["natural_key"].to_numpy()[earlier], after)]
+        out.append(changed)
+    rows = pd.concat(out) if out else events.iloc[:0]
+    return record_events(warehouse, rows[list(events.columns)]) if len(rows) else 0
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    """:func:`_same`'s view of each value: None for a missing one, else its text."""
+    return [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in column.tolist()]
 
 
 def _recorded(warehouse: Warehouse, family: Any, event_type: str, record_ids: list[str],

@@ -39,9 +39,14 @@ def has_injection(text: str, low: str | None = None) -> bool:
     low = text.lower() if low is None else low
     if len(low) != len(text):  # a letter whose lower case is longer: search the text as written
         return _INJECTION.search(text) is not None
+    return has_trigger(low) and _INJECTION_LOWER.search(low) is not None
+
+
+def has_trigger(low: str) -> bool:
+    """Whether lower-cased text holds one of the words every injection phrase contains."""
     for word in _TRIGGERS:
         if word in low:
-            return _INJECTION_LOWER.search(low) is not None
+            return True
     return False
 
 
@@ -50,11 +55,17 @@ def find_injection_phrases(text: str) -> list[str]:
     if not text or not isinstance(text, str):
         return []
     low = text.lower()
-    if len(low) == len(text) and not any(word in low for word in _TRIGGERS):
+    if len(low) == len(text) and not has_trigger(low):
         return []  # no alternative can match: the case-insensitive scan is the costly part
+    # ASCII lower-casing keeps every position, so the lower-case pattern on ``low`` finds the
+    # same spans as the case-insensitive one on the text; other scripts keep the exact scan
+    if text.isascii():
+        matches = (text[m.start():m.end()] for m in _INJECTION_LOWER.finditer(low))
+    else:
+        matches = (m.group() for m in _INJECTION.finditer(text))
     out: list[str] = []
-    for m in _INJECTION.finditer(text):
-        phrase = m.group().strip().lstrip(".").strip()
+    for found in matches:
+        phrase = found.strip().lstrip(".").strip()
         if phrase and phrase not in out:
             out.append(phrase)
     return out

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -102,6 +103,32 @@ def payload_of(family: str, item: Mapping[str, Any]) -> dict[str, Any]:
     payload["family"] = family
     payload["delivery_id"] = f"dispatch:{family}:{item['record_id']}"
     return payload
+
+
+def payloads_of(family: str, items: pd.DataFrame | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`payload_of` of each item; a frame's values are converted a column at a time."""
+    if not isinstance(items, pd.DataFrame):
+        return [payload_of(family, item) for item in items]
+    names, columns = list(items.columns), [_json_column(items.iloc[:, i]) for i in range(items.shape[1])]
+    out = []
+    for row in zip(*columns):
+        payload = dict(zip(names, row))
+        payload["family"] = family
+        payload["delivery_id"] = f"dispatch:{family}:{payload['record_id']}"
+        out.append(payload)
+    return out
+
+
+def _json_column(col: pd.Series) -> list[Any]:
+    """The column's values as ``to_dict(orient="records")`` gives them, through :func:`_jsonable`."""
+    values = col.tolist()  # Python scalars, Timestamps for datetimes
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
+        return values
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+        return [None if v != v else v for v in values]
+    # object and extension columns: to_dict turns NA into None and a numpy datetime into a Timestamp
+    return [v if type(v) is str else None if v is pd.NA else
+            _jsonable(pd.Timestamp(v) if isinstance(v, np.datetime64) else v) for v in values]
 
 
 RunIsOver = Callable[[str], bool]  # run id -> has that run ended (so a claim it holds is in doubt)
@@ -223,7 +250,7 @@ class Dispatcher(ChunkedDelivery):
         them over and writes no file twice. With a webhook (one round trip per item anyway), item by
         item, so a crash leaves at most the call in flight in doubt.
         """
-        records = items.to_dict(orient="records") if isinstance(items, pd.DataFrame) else list(items)
+        payloads = payloads_of(self.family, items)
         report = DeliveryReport(temp_files_removed=self.remove_leftover_temp_files())
 
         def delivered(deliveries: list[dict[str, Any]]) -> None:
@@ -235,15 +262,16 @@ class Dispatcher(ChunkedDelivery):
 
         with self._http():
             if self.webhook_url:
-                for item in records:
-                    self._deliver_one(item, run_id, report, delivered, run_is_over)
+                for payload in payloads:
+                    self._deliver_one(payload, run_id, report, delivered, run_is_over)
             else:
-                for start in range(0, len(records), CHUNK):
-                    self._deliver_items(records[start:start + CHUNK], run_id, report, delivered, run_is_over)
+                for start in range(0, len(payloads), CHUNK):
+                    self._deliver_items(payloads[start:start + CHUNK], run_id, report, delivered, run_is_over)
         return report
 
-    def _deliver_items(self, items: list[Mapping[str, Any]], run_id: str | None, report: DeliveryReport,
+    def _deliver_items(self, items: list[dict[str, Any]], run_id: str | None, report: DeliveryReport,
                        delivered: Callable[[list[dict[str, Any]]], None], run_is_over: RunIsOver | None) -> None:
+        """Deliver a chunk of :func:`payload_of` payloads."""
         payloads: dict[str, dict[str, Any]] = {}
         repeated = []  # an id twice in one chunk goes after it, through the per-item path
         now = _now()
@@ -252,7 +280,7 @@ class Dispatcher(ChunkedDelivery):
             if tid in payloads:
                 repeated.append(item)
                 continue
-            payloads[tid] = {**payload_of(self.family, item), "dispatched_at": now}
+            payloads[tid] = {**item, "dispatched_at": now}
         try:
             self._deliver_chunk(payloads, run_id, report, delivered, run_is_over)
         except ChunkInterrupted as exc:
@@ -260,11 +288,11 @@ class Dispatcher(ChunkedDelivery):
         for item in repeated:
             self._deliver_one(item, run_id, report, delivered, run_is_over)
 
-    def _deliver_one(self, item: Mapping[str, Any], run_id: str | None, report: DeliveryReport,
+    def _deliver_one(self, item: dict[str, Any], run_id: str | None, report: DeliveryReport,
                      delivered: Callable[[list[dict[str, Any]]], None], run_is_over: RunIsOver | None) -> None:
+        """Deliver one :func:`payload_of` payload."""
         tid = str(item["record_id"])
-        payload = payload_of(self.family, item)
-        payload["dispatched_at"] = _now()
+        payload = {**item, "dispatched_at": _now()}
         claim = self.claim(tid, run_id=run_id, payload=payload, run_is_over=run_is_over)
         if claim.token is None:
             if claim.outcome == "delivered":

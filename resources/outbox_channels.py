@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
 import uuid
+from json.encoder import encode_basestring  # the C encoder json.dumps uses for a str
 from pathlib import Path
 from typing import Any, Mapping
 
+from .outbox_ledger import UNHASHED, payload_hash
 from .providers.base import content_hash
 
 TEMP_SUFFIX = ".tmp"
@@ -29,16 +32,62 @@ _SCALARS = (str, int, float, bool, type(None))
 _ONE_LINE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
+def _scalar(v: Any) -> str:
+    # a string straight to the C string encoder: JSONEncoder.encode builds a C encoder per call for the rest
+    return encode_basestring(v) if type(v) is str else _ONE_LINE.encode(v)
+
+
+def _pieces(payload: Mapping[str, Any]) -> list[tuple[str, str, str, str]] | None:
+    """Sorted (key, encoded key, compact value, indented value) JSON pieces of a payload whose values are
+    scalars or lists of scalars; None for anything else (the standard library lays that out)."""
+    if not payload or not all(type(k) is str for k in payload):
+        return None
+    out = []
+    for k in sorted(payload):
+        v = payload[k]
+        if type(v) in _SCALARS:
+            text = _scalar(v)
+            out.append((k, encode_basestring(k), text, text))
+        elif type(v) is list and all(type(x) in _SCALARS for x in v):
+            items = [_scalar(x) for x in v]
+            out.append((k, encode_basestring(k), "[" + ", ".join(items) + "]",
+                        "[\n    " + ",\n    ".join(items) + "\n  ]" if items else "[]"))
+        else:
+            return None
+    return out
+
+
+def _indented(pieces: list[tuple[str, str, str, str]]) -> str:
+    return "{\n" + ",\n".join(f"  {ek}: {i}" for _, ek, _, i in pieces) + "\n}"
+
+
 def file_json(payload: Mapping[str, Any]) -> str:
     """A delivery file's text: ``json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)``.
 
     With ``indent`` the standard library encodes in pure Python (about 40 us for a payload); a
-    flat payload of scalars, the common one, is laid out the same way from the C encoder's pieces.
+    payload of scalars and lists of scalars, the common one, is laid out the same way from the C
+    encoder's pieces.
     """
-    if payload and all(type(k) is str for k in payload) and all(type(v) in _SCALARS for v in payload.values()):
-        enc = _ONE_LINE.encode
-        return "{\n" + ",\n".join(f"  {enc(k)}: {enc(payload[k])}" for k in sorted(payload)) + "\n}"
+    pieces = _pieces(payload)
+    if pieces is not None:
+        return _indented(pieces)
     return json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+def delivery_texts(payload: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(ledger text, payload hash, file text) of one delivery, each value encoded once.
+
+    The same strings as ``json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)``,
+    :func:`~resources.outbox_ledger.payload_hash` and :func:`file_json`.
+    """
+    pieces = _pieces(payload)
+    if pieces is None:
+        return (json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str), payload_hash(payload),
+                file_json(payload))
+    pairs = [(k, f"{ek}: {c}") for k, ek, c, _ in pieces]
+    hashed = "[{" + ", ".join(p for k, p in pairs if k != UNHASHED) + "}]"  # as content_hash lays out (payload,)
+    digest = hashlib.sha256(hashed.encode("utf-8")).hexdigest()[:16]
+    return "{" + ", ".join(p for _, p in pairs) + "}", digest, _indented(pieces)
 
 
 def atomic_write_json(path: Path, payload: Mapping[str, Any]) -> None:

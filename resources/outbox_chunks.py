@@ -16,7 +16,6 @@ the next run takes them over and writes no file that is already in the folder.
 
 import ctypes
 import functools
-import json
 import os
 import uuid
 from pathlib import Path
@@ -25,8 +24,8 @@ from typing import Any, Callable
 import pandas as pd
 import sqlalchemy as sa
 
-from .outbox_channels import TEMP_SUFFIX, file_json, safe_file_name
-from .outbox_ledger import Claim, ledger_table, payload_hash
+from .outbox_channels import TEMP_SUFFIX, delivery_texts, safe_file_name
+from .outbox_ledger import Claim, ledger_table
 
 CHUNK = 500  # items per ledger transaction and per flush
 
@@ -49,7 +48,7 @@ def _syncfs() -> Callable[[int], int] | None:
     return fn
 
 
-def _flush(folder: Path, temps: list[Path]) -> None:
+def _flush(folder: str, temps: list[str]) -> None:
     """Make the written temp files durable: one ``syncfs`` of their file system, else an fsync each."""
     syncfs = _syncfs()
     if syncfs is not None:
@@ -69,11 +68,14 @@ def _flush(folder: Path, temps: list[Path]) -> None:
             os.close(fd)
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)  # as json.dumps, built once
-
-
-def _dump(payload: dict[str, Any]) -> str:
-    return _JSON.encode(payload)
+def _write_file(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # as open(path, "w")
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 class ChunkedDelivery:
@@ -85,7 +87,7 @@ class ChunkedDelivery:
     folder: Path
 
     def _claim_many(self, payloads: dict[str, dict[str, Any]], run_id: str | None, run_is_over,
-                    encoded: dict[str, tuple[str, str]]) -> dict[str, Claim]:
+                    encoded: dict[str, tuple[str, str, str]]) -> dict[str, Claim]:
         t, now = ledger_table, pd.Timestamp.now(tz="UTC").isoformat()
         ids, claims, rest = list(payloads), {}, []
         try:
@@ -113,46 +115,49 @@ class ChunkedDelivery:
             claims[tid] = self.claim(tid, run_id=run_id, payload=payloads[tid], run_is_over=run_is_over)
         return claims
 
-    def _write_many(self, owned: list[tuple[str, dict[str, Any], Claim]]) -> tuple[dict[str, str], dict[str, str]]:
-        """Write the owned items' files durably; ({record id: path} written or already there, {record id: error})."""
-        paths, failed, temps, fresh = {}, {}, {}, []
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for tid, sent, claim in owned:
-            path = self.folder / safe_file_name(tid)
-            if claim.outcome == "recovered" and path.exists():  # it may have gone out already: not again
-                paths[tid] = str(path)
+    def _write_many(self, owned: list[tuple[str, str, Claim]]) -> tuple[dict[str, str], dict[str, str]]:
+        """Write the owned items' files (record id, file text, claim) durably; ({record id: path} written or
+        already there, {record id: error})."""
+        paths, failed, fresh = {}, {}, []
+        folder = os.fspath(self.folder)
+        os.makedirs(folder, exist_ok=True)
+        # one random tag per chunk: the record's file name already tells the chunk's temp files apart
+        tag = f".{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        for tid, text, claim in owned:
+            name = safe_file_name(tid)
+            path = os.path.join(folder, name)
+            if claim.outcome == "recovered" and os.path.exists(path):  # it may have gone out already: not again
+                paths[tid] = path
                 continue
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+            tmp = os.path.join(folder, f".{name}{tag}")
             try:
-                with open(tmp, "w", encoding="utf-8") as fh:  # as atomic_write_json lays it out
-                    fh.write(file_json(sent))
+                _write_file(tmp, text.encode("utf-8"))  # as atomic_write_json lays it out
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
+                _unlink(tmp)
                 failed[tid] = str(exc)
                 continue
             except Exception as exc:
-                tmp.unlink(missing_ok=True)
+                _unlink(tmp)
                 raise ChunkInterrupted(tid, f"{type(exc).__name__}: {exc}") from None
-            temps[tid] = tmp
             fresh.append((tid, tmp, path))
         if not fresh:
             return paths, failed
         try:
-            _flush(self.folder, list(temps.values()))
+            _flush(folder, [tmp for _, tmp, _ in fresh])
             for tid, tmp, path in fresh:
                 os.replace(tmp, path)
-            fd = os.open(self.folder, os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:  # none of them is known durable: remove them all, so a retry writes them
             for tid, tmp, path in fresh:
-                tmp.unlink(missing_ok=True)
-                path.unlink(missing_ok=True)
+                _unlink(tmp)
+                _unlink(path)
                 failed[tid] = str(exc)
             return paths, failed
-        paths.update({tid: str(path) for tid, _, path in fresh})
+        paths.update({tid: path for tid, _, path in fresh})
         return paths, failed
 
     def _finish_many(self, rows: list[dict[str, Any]]) -> None:
@@ -168,20 +173,23 @@ class ChunkedDelivery:
 
     def _deliver_chunk(self, payloads: dict[str, dict[str, Any]], run_id: str | None, report,
                        delivered: Callable[[list[dict[str, Any]]], None], run_is_over) -> None:
-        # each payload's ledger text and hash, computed once for its claim and its delivered row
-        encoded = {tid: (_dump(p), payload_hash(p)) for tid, p in payloads.items()}
+        # each payload encoded once: its ledger text and hash (claim, delivered row) and its file text
+        encoded = {tid: delivery_texts(p) for tid, p in payloads.items()}
         claims = self._claim_many(payloads, run_id, run_is_over, encoded)
         owned = []
         for tid, claim in claims.items():
             if claim.token is not None:
-                owned.append((tid, claim.sent_before or payloads[tid], claim))  # in doubt: replay what may be out
+                sent = claim.sent_before or payloads[tid]  # in doubt: replay what may be out
+                if sent is not payloads[tid]:
+                    encoded[tid] = delivery_texts(sent)
+                owned.append((tid, sent, claim))
             elif claim.outcome == "delivered":
                 report.already_delivered += 1
             else:
                 report.held.append(tid)
         if not owned:
             return
-        paths, failed = self._write_many(owned)
+        paths, failed = self._write_many([(tid, encoded[tid][2], claim) for tid, _, claim in owned])
         for tid, error in failed.items():
             self._finish(tid, claims[tid].token, status="failed", error=error[:2000])
             report.failed[tid] = error
@@ -189,16 +197,16 @@ class ChunkedDelivery:
         done = [(tid, sent, claim) for tid, sent, claim in owned if tid in paths]
         if not done:
             return
-        def text_and_hash(tid: str, sent: dict[str, Any]) -> tuple[str, str]:
-            return encoded[tid] if sent is payloads[tid] else (_dump(sent), payload_hash(sent))
-
-        rows = []
-        for tid, sent, claim in done:
-            text, digest = text_and_hash(tid, sent)
-            rows.append({"b_record": tid, "b_token": claim.token, "b_path": paths[tid], "b_at": at,
-                         "b_hash": digest, "b_payload": text})
-        self._finish_many(rows)
+        self._finish_many([{"b_record": tid, "b_token": claim.token, "b_path": paths[tid], "b_at": at,
+                            "b_hash": encoded[tid][1], "b_payload": encoded[tid][0]} for tid, _, claim in done])
         for tid, _, claim in done:
             (report.recovered if claim.outcome == "recovered" else report.delivered).append(tid)
         delivered([{**sent, "record_id": tid, "file_path": paths[tid], "webhook_status": None,
                     "attempts": claim.attempts, "run_id": run_id, "delivered_at": at} for tid, sent, claim in done])
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

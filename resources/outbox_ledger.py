@@ -63,5 +63,8 @@ def read_ledger(engine: sa.Engine, status: str | None = None, family: str | None
         return pd.read_sql(stmt, conn)
 
 
+UNHASHED = "dispatched_at"  # when it went out: a replay of the same payload keeps its hash
+
+
 def payload_hash(payload: Mapping[str, Any]) -> str:
-    return content_hash({k: v for k, v in payload.items() if k != "dispatched_at"})
+    return content_hash({k: v for k, v in payload.items() if k != UNHASHED})

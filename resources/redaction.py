@@ -16,13 +16,19 @@ Numbers that only look like PII are left alone: order and invoice numbers such a
 ``ORD-2026-118842`` (a digit run glued to letters or a dash is never a phone or card), dates,
 error codes (``0x80070005``, ``E1043``), prices and tracking numbers (Luhn/mod-97 fail or the
 length is out of range). Spans are replaced by ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``.
-One combined pattern scans each text once.
+
+One combined pattern decides every match, but it is not run over the whole text: Python's regex
+engine tries each of its alternatives at every position (~1 us per character of a draft). Every
+match starts at most two characters before a run of digits or inside the address part before an
+``@``, so :func:`find_pii` finds those positions with C-speed string methods and tries the pattern
+only there; :func:`scan_pii` is the plain whole-text scan it must agree with.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 PLACEHOLDERS = {"EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "IBAN": "[IBAN]"}
 
@@ -42,9 +48,17 @@ _PHONE = (
 )
 # order matters: a card number is tried before the phone pattern at the same position
 _PII = re.compile("|".join((_EMAIL, _IBAN, _CARD, _PHONE)))
+# the same without the e-mail alternative, for a text without '@' (where it can never match)
+_PII_NO_EMAIL = re.compile("|".join((_IBAN, _CARD, _PHONE)))
 _PHONE_ONLY = re.compile(_PHONE)
 _NON_DIGIT = re.compile(r"\D")
-_DIGITS = re.compile(r"\d")
+_DIGIT_RUN = re.compile(r"\d+")
+# an e-mail's address part: the longest run of its characters ending at an '@', at most 64 long
+_LOCAL_TAIL = re.compile(r"[A-Za-z0-9._%+-]+\Z")
+_LOCAL_MAX = 64
+# bytes.translate table: ASCII digits -> '1', everything else -> ' ' (digit runs become runs of '1')
+_DIGIT_MASK = bytes(49 if 48 <= i <= 57 else 32 for i in range(256))
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -89,36 +103,115 @@ class RedactionResult:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-def find_pii(text: str) -> list[tuple[str, tuple[int, int]]]:
+Hits = list[tuple[str, tuple[int, int]]]
+
+
+def find_pii(text: str) -> Hits:
     """``[(kind, (start, end)), ...]`` of PII in ``text``, in order, non-overlapping."""
     if not text or not isinstance(text, str):
         return []
-    has_at = "@" in text
-    if not has_at and not _DIGITS.search(text):
+    runs = _digit_run_starts(text)
+    if "@" in text:
+        starts = sorted(set(_after_runs(text, runs)).union(_address_starts(text)))
+        pattern = _PII
+    elif runs:
+        starts, pattern = _after_runs(text, runs), _PII_NO_EMAIL
+    else:
         return []
-    found: list[tuple[str, tuple[int, int]]] = []
-    for m in _PII.finditer(text):
-        kind = m.lastgroup
-        start, end = m.span()
-        if kind == "EMAIL":
-            found.append((kind, (start, end)))
-        elif kind == "IBAN":
-            span = _iban_span(text, start, end)
-            if span:
-                found.append((kind, span))
-        elif kind == "CARD":
-            digits = _NON_DIGIT.sub("", m.group())
-            # no payment card number starts with 0, and 0044 7911 123456 may pass the Luhn check by chance
-            if 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_ok(digits) and len(set(digits)) > 1:
-                found.append((kind, (start, end)))
-            else:
-                # not a card: it may still hold a phone number (e.g. "+1 415 555 0123" has no '+' here)
-                phone = _PHONE_ONLY.match(text, start)
-                if phone and _is_phone(phone):
-                    found.append(("PHONE", phone.span()))
-        elif _is_phone(m):
-            found.append((kind, (start, end)))
+    found: Hits = []
+    match, pos = pattern.match, 0
+    for p in starts:
+        # finditer's rule: the leftmost match wins and the next one starts after it
+        if p >= pos and (m := match(text, p)) is not None:
+            pos = m.end()
+            hit = _accept(m)
+            if hit:
+                found.append(hit)
     return found
+
+
+def scan_pii(text: str) -> Hits:
+    """:func:`find_pii` by scanning the whole text with the pattern (skipped only when it has no digit and
+    no '@'): the plain implementation its fast path must equal, kept for tests and ``bench/guardrails.py``."""
+    if not text or not isinstance(text, str) or ("@" not in text and not _DIGIT_RUN.search(text)):
+        return []
+    return [hit for m in _PII.finditer(text) if (hit := _accept(m))]
+
+
+def find_pii_many(texts: Iterable[str | None]) -> list[Hits]:
+    """:func:`find_pii` of each text; a text that repeats (drafts from one template do) is scanned once."""
+    seen: dict[str, Hits] = {}
+    out: list[Hits] = []
+    for text in texts:
+        if not text or not isinstance(text, str):
+            out.append([])
+            continue
+        hits = seen.get(text)
+        if hits is None:
+            hits = seen[text] = find_pii(text)
+        out.append(list(hits))
+    return out
+
+
+def _digit_run_starts(text: str) -> list[int]:
+    """Where each run of digits (``\\d``) begins, ascending."""
+    if not text.isascii():  # other scripts' digits are ``\\d`` too
+        return [m.start() for m in _DIGIT_RUN.finditer(text)]
+    mask = text.encode("ascii").translate(_DIGIT_MASK)
+    starts = [0] if mask[:1] == b"1" else []
+    i = mask.find(b" 1")
+    while i != -1:
+        starts.append(i + 1)
+        i = mask.find(b" 1", i + 2)
+    return starts
+
+
+def _after_runs(text: str, runs: list[int]) -> list[int]:
+    """Where a card, phone or IBAN may start, given where digit runs start, ascending.
+
+    Each alternative reaches its first digit within two characters: an IBAN's two capital letters,
+    a phone number's '+' or '(', else the digit itself. Inside a run no match starts (each needs
+    no word character before it), so these few positions are all the pattern needs to try."""
+    out: list[int] = []
+    for a in runs:
+        if a >= 2 and text[a - 1] in _UPPER and text[a - 2] in _UPPER:
+            out.append(a - 2)
+        if a >= 1 and text[a - 1] in "+(":
+            out.append(a - 1)
+        out.append(a)
+    return out
+
+
+def _address_starts(text: str) -> list[int]:
+    """Every position an e-mail address may start at: inside the address-character run before each '@'."""
+    out: list[int] = []
+    at = text.find("@")
+    while at != -1:
+        m = _LOCAL_TAIL.search(text, max(0, at - _LOCAL_MAX), at)
+        if m:
+            out.extend(range(m.start(), at))
+        at = text.find("@", at + 1)
+    return out
+
+
+def _accept(m: re.Match) -> tuple[str, tuple[int, int]] | None:
+    """The hit a match of the combined pattern stands for, or None when its checks reject it."""
+    kind = m.lastgroup
+    start, end = m.span()
+    if kind == "EMAIL":
+        return kind, (start, end)
+    if kind == "IBAN":
+        span = _iban_span(m.string, start, end)
+        return (kind, span) if span else None
+    if kind == "CARD":
+        digits = _NON_DIGIT.sub("", m.group())
+        # no payment card number starts with 0, and 0044 7911 123456 may pass the Luhn check by chance
+        if 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_ok(digits) and len(set(digits)) > 1:
+            return kind, (start, end)
+        # not a card: it may still hold a phone number (e.g. "+1 415 555 0123" has no '+' here)
+        phone = _PHONE_ONLY.match(m.string, start)
+        return ("PHONE", phone.span()) if phone and _is_phone(phone) else None
+    return (kind, (start, end)) if _is_phone(m) else None
 
 
 def _is_phone(m: re.Match) -> bool:
@@ -149,11 +242,12 @@ def _dialable(digits: str) -> bool:
         return False
 
 
-def redact(text: str) -> RedactionResult:
-    """``text`` with every PII span replaced by its placeholder, and what was replaced."""
+def redact(text: str, hits: Hits | None = None) -> RedactionResult:
+    """``text`` with every PII span replaced by its placeholder, and what was replaced
+    (``hits``: ``find_pii(text)`` when already at hand)."""
     if not isinstance(text, str):
         return RedactionResult(text="" if text is None else str(text))
-    hits = find_pii(text)
+    hits = find_pii(text) if hits is None else hits
     if not hits:
         return RedactionResult(text=text)
     parts: list[str] = []

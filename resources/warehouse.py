@@ -6,7 +6,6 @@ inserts the new ones in one transaction, so re-materializing never duplicates ro
 """
 
 
-import json
 import os
 import threading
 from contextlib import contextmanager
@@ -18,12 +17,11 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from resources.warehouse_types import db_values, logical_type, settle_kinds, sql_type
+from resources.warehouse_read import POSITIONAL, SCHEMA_TABLE, recorded_kinds, select_rows, table_columns
+from resources.warehouse_types import db_values, frame_from_rows, from_db, logical_type, settle_kinds, sql_type
 from resources.warehouse_url import check_url, mask_url, report_connect_failures
 
 PARTITION_COLUMN = "_partition"
-SCHEMA_TABLE = "_column_types"
-_POSITIONAL = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # driver paramstyle -> its positional marker
 INSERT_CHUNK = 5000  # rows per executemany: bounded memory for the converted rows, few round trips
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -156,18 +154,13 @@ class Warehouse(dg.ConfigurableResource):
 
     def columns(self, table: str) -> list[str]:
         """The table's column names (none when it does not exist)."""
-        if not self.has_table(table):
-            return []
         with self._connection() as conn:
-            return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+            return table_columns(conn, table) or []
 
     def column_kinds(self, table: str) -> dict[str, str]:
         """The logical type recorded for each of the table's columns (none before its first write)."""
-        if not self.has_table(SCHEMA_TABLE):
-            return {}
         with self._connection() as conn:
-            return dict(conn.execute(
-                sa.text(f"SELECT column_name, dtype FROM {SCHEMA_TABLE} WHERE table_name = :t"), {"t": table}).all())
+            return recorded_kinds(conn, table)
 
     def read_table(
         self,
@@ -178,20 +171,21 @@ class Warehouse(dg.ConfigurableResource):
     ) -> pd.DataFrame:
         """Rows of ``table`` (optionally only the given partitions, or rows whose column ``where_in[0]``
         is one of ``where_in[1]``), with stored dtypes restored."""
-        if not self.has_table(table):
-            return pd.DataFrame(columns=list(columns) if columns else None)
         with self._connection() as conn:
-            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            cols = [tbl.c[c] for c in columns] if columns else [tbl]
-            stmt = sa.select(*cols)
-            if partitions is not None:
-                if PARTITION_COLUMN not in tbl.c:
-                    raise ValueError(f"table {table!r} is not partitioned; cannot filter by partition")
-                stmt = stmt.where(tbl.c[PARTITION_COLUMN].in_(list(partitions)))
-            if where_in is not None:
-                stmt = stmt.where(tbl.c[where_in[0]].in_(list(where_in[1])))
-            df = pd.read_sql(stmt, conn)
-        return self._restore_types(table, df)
+            present = table_columns(conn, table)
+            if present is None:
+                return pd.DataFrame(columns=list(columns) if columns else None)
+            names = list(columns) if columns else present
+            for name in [*names, *([where_in[0]] if where_in is not None else [])]:
+                if name not in present:
+                    raise KeyError(f"table {table!r} has no column {name!r} (columns: {', '.join(present)})")
+            if partitions is not None and PARTITION_COLUMN not in present:
+                raise ValueError(f"table {table!r} is not partitioned; cannot filter by partition")
+            filters = ([(PARTITION_COLUMN, list(partitions))] if partitions is not None else []) + (
+                [(where_in[0], list(where_in[1]))] if where_in is not None else [])
+            rows = select_rows(conn, table, names, filters)
+            kinds = recorded_kinds(conn, table)
+        return frame_from_rows(names, rows, kinds)
 
     def query(self, sql: str, **params: Any) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -200,7 +194,7 @@ class Warehouse(dg.ConfigurableResource):
     def count_rows(self, table: str, partition: str | None = None) -> int:
         if not self.has_table(table):
             return 0
-        tbl = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        tbl = sa.table(table, sa.column(PARTITION_COLUMN))
         stmt = sa.select(sa.func.count()).select_from(tbl)
         if partition is not None:
             stmt = stmt.where(tbl.c[PARTITION_COLUMN] == partition)
@@ -239,7 +233,7 @@ class Warehouse(dg.ConfigurableResource):
             chunk_kinds = settle_kinds(table, chunk, declared, settled, guessed)
             self._ensure_table(conn, table, chunk_kinds)
             if i == 0:
-                tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
+                tbl = sa.table(table, sa.column(PARTITION_COLUMN))  # no reflection: one column is named
                 conn.execute(sa.delete(tbl).where(tbl.c[PARTITION_COLUMN] == partition))
             self._insert(conn, table, chunk, chunk_kinds)
             n += len(chunk)
@@ -251,8 +245,7 @@ class Warehouse(dg.ConfigurableResource):
         kinds = {c: logical_type(df[c]) for c in df.columns}
         with self.engine.begin() as conn:
             self._ensure_table(conn, table, kinds)
-            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            conn.execute(sa.delete(tbl))
+            conn.execute(sa.delete(sa.table(table)))
             self._insert(conn, table, df, kinds)
             self._record_types(conn, table, kinds)
         return len(df)
@@ -291,29 +284,14 @@ class Warehouse(dg.ConfigurableResource):
             conn.execute(sa.insert(types), rows)
 
     def _restore_types(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` (rows of ``table`` read by other means, e.g. ``query``) with the recorded dtypes."""
         if df.empty and not len(df.columns):
             return df
-        types = self.column_kinds(table)
-        for col, kind in types.items():
-            if col not in df.columns:
-                continue
-            if kind == "datetime":
-                df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
-            elif kind == "bool":
-                df[col] = pd.Series([None if v is None or (isinstance(v, float) and v != v) else bool(v)
-                                     for v in df[col].tolist()], index=df.index, dtype=object)
-            elif kind == "json":
-                df[col] = pd.Series([json.loads(v) if isinstance(v, str) else v for v in df[col].tolist()],
-                                    index=df.index, dtype=object)
-            elif kind == "int":
-                if df[col].notna().all():
-                    df[col] = df[col].astype("int64")
-                else:
-                    df[col] = df[col].astype("Int64")
-            elif kind == "float":
-                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-            elif kind == "str":
-                df[col] = df[col].astype("object").where(df[col].notna(), None)
+        for col, kind in self.column_kinds(table).items():
+            if col in df.columns:
+                values = df[col].astype(object)
+                restored = from_db(values.where(values.notna(), None).tolist(), kind)
+                df[col] = pd.Series(restored, index=df.index, dtype=restored.dtype)
         return df
 
     @staticmethod
@@ -322,7 +300,7 @@ class Warehouse(dg.ConfigurableResource):
         if df.empty:
             return
         names = list(df.columns)
-        mark = _POSITIONAL.get(conn.dialect.paramstyle)
+        mark = POSITIONAL.get(conn.dialect.paramstyle)
         tbl = None if mark else sa.Table(table, sa.MetaData(), autoload_with=conn)
         quote = conn.dialect.identifier_preparer.quote
         # one plain positional INSERT through the driver: SQLAlchemy's compiled insert costs a

@@ -170,7 +170,8 @@ def seed_kpis(wh: Warehouse, family, days: int = 15, spike: dict | None = None, 
 
 
 def run_checks(wh: Warehouse, family) -> dict[str, dg.AssetCheckResult]:
-    return {next(iter(c.check_keys)).name: c(warehouse=wh) for c in anomaly_checks(family)}
+    context = dg.build_asset_check_context(resources={"warehouse": wh})
+    return {r.check_name: r for c in anomaly_checks(family) for r in c(context)}
 
 
 @pytest.fixture

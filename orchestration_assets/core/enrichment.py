@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from resources.providers.base import TaskResult, content_hash
@@ -22,9 +23,18 @@ INTEGERS = ("tokens_in", "tokens_out", "attempts", "redactions")
 
 def task_frame(task: TaskDefinition, results: Iterable[TaskResult]) -> pd.DataFrame:
     """A task's table: record_id, input_hash, answer columns, provenance columns."""
-    rows = [{"record_id": r.record_id, "input_hash": r.input_hash, **task.to_columns(r)} for r in results]
+    results = list(results)
+    # column by column: a dict per result, then pandas reading them back, cost more than the answers
+    data = {"record_id": [r.record_id for r in results], "input_hash": [r.input_hash for r in results],
+            **task.table_columns(results)}
     columns = ["record_id", "input_hash", *task.columns()]
-    df = pd.DataFrame(rows, columns=columns)
+    # no results: object columns, as a frame of no rows has always had (empty lists would give float64)
+    df = pd.DataFrame(data, columns=columns) if results else pd.DataFrame(columns=columns)
+    return with_column_types(task, df)
+
+
+def with_column_types(task: TaskDefinition, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the task's float and int columns typed (a missing int counts 0)."""
     for col, kind in task.columns().items():
         if kind == "float":
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
@@ -42,24 +52,46 @@ def assemble_enriched(
     run_id: str,
     partition: str,
 ) -> pd.DataFrame:
-    """Join every task's table onto the records (with their joined lookup columns)."""
-    df = records.reset_index(drop=True).copy()
-    problems: dict[str, list[str]] = {rid: [] for rid in df["record_id"]}
+    """Join every task's table onto the records (with their joined lookup columns).
+
+    A task's table has (at most) one row per record: each is aligned to the records' order by its
+    record ids once and the columns put side by side, rather than merged one after another (each
+    merge copied the growing wide frame). A record's problems are found a task at a time, as columns.
+    """
+    df = records.reset_index(drop=True)
+    ids = df["record_id"]
     current = df.set_index("record_id")["input_hash"]
+    parts = [df]
+    seen = set(df.columns)
+    messages: list[list[str | None]] = []
     for name, task in tasks.items():
         part = frames[name].drop_duplicates("record_id", keep="last")
-        present = set(part["record_id"])
-        stale = set(part.loc[part["input_hash"].values != current.reindex(part["record_id"]).values, "record_id"])
-        df = df.merge(part.drop(columns=["input_hash"]), on="record_id", how="left")
-        errors = dict(zip(df["record_id"], df[f"{name}_error"]))
-        for rid in df["record_id"]:
-            if rid not in present:
-                problems[rid].append(f"{name}: no result")
-            elif rid in stale:
-                problems[rid].append(f"{name}: the answer is for an older version of the record")
-            elif isinstance(errors.get(rid), str) and errors[rid]:
-                problems[rid].append(f"{name}: {errors[rid]}")
-    reasons = ["; ".join(problems[r]) or None for r in df["record_id"]]
+        stale_rows = part["input_hash"].values != current.reindex(part["record_id"]).values
+        at = pd.Index(part["record_id"]).get_indexer(ids)  # the task's row of each record; -1: none
+        found = at >= 0
+        stale = np.zeros(len(df), dtype=bool)
+        stale[found] = np.asarray(stale_rows, dtype=bool)[at[found]]
+        answers = part.drop(columns=["input_hash", "record_id"]).reset_index(drop=True)
+        if any(c in seen for c in answers.columns):  # a name twice: merge, whose suffixes tell them apart
+            parts = [pd.concat(parts, axis=1).merge(part.drop(columns=["input_hash"]), on="record_id", how="left")]
+        else:  # by position: -1 is no label, so a record with no row gets a missing one, as a left merge does
+            parts.append(answers.reindex(at).set_axis(df.index))
+        seen.update(parts[-1].columns)
+        message = np.full(len(df), None, dtype=object)
+        if f"{name}_error" in answers and len(answers):
+            errors = answers[f"{name}_error"].to_numpy(dtype=object)[at]
+            erred = found & np.fromiter((isinstance(e, str) and e != "" for e in errors), dtype=bool, count=len(df))
+            message[erred] = [f"{name}: {e}" for e in errors[erred]]
+        message[found & stale] = f"{name}: the answer is for an older version of the record"
+        message[~found] = f"{name}: no result"
+        messages.append(message)
+    # one copy joins the parts' blocks: the columns added below would each re-scan a fragmented frame
+    df = (pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]).copy()
+    reasons: list[str | None] = [None] * len(df)
+    if messages:  # joined only for the records that have a problem
+        table = np.stack(messages, axis=1)
+        for i in np.flatnonzero((table != None).any(axis=1)).tolist():  # noqa: E711 - elementwise
+            reasons[i] = "; ".join(m for m in table[i] if m)
     df["failure_reason"] = reasons
     # from the list, not the column: pandas' str dtype holds a missing reason as NaN, which is truthy
     df["status"] = ["failed" if r else "enriched" for r in reasons]
@@ -68,26 +100,35 @@ def assemble_enriched(
     df["model_version"] = df[f"{model_task}_model_version"]
     version_cols = {name: f"{name}_model_version" for name in tasks}
     df["model_versions"] = [
-        {name: v for name, v in zip(version_cols, vals)}
-        for vals in df[list(version_cols.values())].itertuples(index=False, name=None)
+        dict(zip(version_cols, vals)) for vals in zip(*(df[c].tolist() for c in version_cols.values()))
     ] if len(df) else []
     prompt_cols = [f"{name}_prompt_hash" for name in tasks]
-    df["prompt_version"] = [content_hash(*vals) for vals in df[prompt_cols].itertuples(index=False, name=None)] \
-        if len(df) else []
+    hashes: dict[tuple, str] = {}  # a batch's records share their prompts: hash each combination once
+    df["prompt_version"] = [
+        hashes[vals] if vals in hashes else hashes.setdefault(vals, content_hash(*vals))
+        for vals in zip(*(df[c].tolist() for c in prompt_cols))
+    ] if len(df) else []
     for agg in SUMMED:
         cols = [f"{name}_{agg}" for name in tasks]
         df[agg] = df[cols].apply(pd.to_numeric, errors="coerce").fillna(0).sum(axis=1)
         if agg in INTEGERS:
             df[agg] = df[agg].astype("int64")
     path_cols = [f"{name}_path" for name in tasks]
-    fallback = pd.Series(False, index=df.index)
-    for col in path_cols:  # column by column: a per-row apply costs a Series per record
-        fallback |= df[col].astype("string").str.startswith("fallback", na=False).astype(bool)
+    fallback = np.zeros(len(df), dtype=bool)
+    for col in path_cols:  # per distinct path (a batch has a few), not per record
+        codes, paths = pd.factorize(df[col])
+        fell = np.array([_fallback(p) for p in paths] + [False], dtype=bool)  # the last one: code -1, no path
+        fallback |= fell[codes]
     df["fallback_used"] = fallback
     df["partition"] = partition
     df["run_id"] = run_id
     df["enriched_at"] = pd.Timestamp.now(tz="UTC")
     return df.reset_index(drop=True)
+
+
+def _fallback(path: object) -> bool:
+    """Whether a task's path (never a missing one: factorize leaves those out) says a fallback answered."""
+    return path.startswith("fallback") if isinstance(path, str) else str(path).startswith("fallback")
 
 
 def _violations(df: pd.DataFrame, tasks: Mapping[str, TaskDefinition]) -> list[list[str]]:

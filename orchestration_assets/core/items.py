@@ -10,20 +10,39 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from resources.providers.base import Document, Item
 from resources.providers.definition import TaskDefinition
 
 
-def _clean(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and pd.isna(value):
-        return None
-    if value is pd.NaT:
-        return None
+def _native(value: Any) -> Any:
+    """A numpy scalar held in an object column as the Python or pandas value to_dict() gave."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value)
+    if isinstance(value, np.timedelta64):
+        return pd.Timedelta(value)
     return value
+
+
+def _values(column: pd.Series) -> list[Any]:
+    """A column's values as plain Python objects, None where missing (NaN, NaT, NA)."""
+    values = column.tolist()  # numpy numbers become Python ones, datetimes Timestamps
+    # objects are kept as they are, numpy scalars among them: unbox those (one look at the types first)
+    if column.dtype == object and any(issubclass(t, np.generic) for t in set(map(type, values))):
+        values = [_native(v) for v in values]
+    missing = column.isna().to_numpy()
+    if missing.any():
+        for i in np.flatnonzero(missing).tolist():
+            values[i] = None
+    return values
 
 
 def texts(records: pd.DataFrame, fields: Sequence[str]) -> list[str]:
@@ -53,21 +72,25 @@ def build_items(
     ``used``: task name -> (its definition, its answers table with ``record_id``).
     """
     lookup_columns = dict(lookup_columns or {})
-    columns = [c for c in record_fields if c in records.columns]
-    base = records[columns + [c for c in lookup_columns if c in records.columns]].rename(columns=lookup_columns)
-    rows = base.astype(object).where(base.notna(), None).to_dict(orient="records")
-    answers: list[dict[str, Any]] = [{} for _ in rows]
-    for name, (definition, frame) in (used or {}).items():
+    # column by column, then one dict per record at the end: a record's row of many small dicts
+    # (to_dict(orient="records") and merges) was most of a task step's time outside the model
+    names: list[str] = []
+    columns: list[list[Any]] = []
+    for c in [c for c in record_fields if c in records.columns] + [c for c in lookup_columns if c in records.columns]:
+        names.append(lookup_columns.get(c, c))
+        columns.append(_values(records[c]))
+    ids_in_order = records["record_id"].tolist()
+    for definition, frame in (used or {}).values():
         by_id = frame.drop_duplicates("record_id", keep="last").set_index("record_id")
         wanted = [c for c in definition.answer_columns() if c in by_id.columns]
-        aligned = by_id.reindex(records["record_id"].tolist())[wanted]
-        for i, row in enumerate(aligned.to_dict(orient="records")):
-            answers[i].update(definition.item_values({k: _clean(v) for k, v in row.items()}))
+        aligned = by_id.reindex(ids_in_order)[wanted]
+        answers = definition.item_columns({c: _values(aligned[c]) for c in wanted}, len(records))
+        names.extend(answers)
+        columns.extend(answers.values())
     text = texts(records, task.text_fields)
     ids = records["record_id"].astype(str).tolist()
     hashes = records["input_hash"].astype(str).tolist() if "input_hash" in records.columns else [""] * len(ids)
+    # a repeated name (an answer named as a record field) keeps the first's place and the last's value, as updates did
+    fields = [dict(zip(names, row)) for row in zip(*columns)] if columns else [{} for _ in ids]
     docs = documents if documents is not None else [()] * len(ids)
-    return [
-        Item(id=ids[i], text=text[i], fields={**rows[i], **answers[i]}, documents=tuple(docs[i]), input_hash=hashes[i])
-        for i in range(len(ids))
-    ]
+    return [Item(i, t, f, tuple(d), h) for i, t, f, d, h in zip(ids, text, fields, docs, hashes)]

@@ -35,8 +35,10 @@ def kpi_daily(decisions: pd.DataFrame, enriched: pd.DataFrame, tasks: Sequence[s
     cols = ["record_id", *[c for c in enriched.columns if c.endswith(("_cost_usd", "_latency_ms"))]]
     df = decisions.merge(enriched[[c for c in cols if c in enriched.columns]].drop_duplicates("record_id"),
                          on="record_id", how="left", suffixes=("", "_enriched"))
-    df["day"] = pd.to_datetime(df["record_time"], utc=True, errors="coerce", format="ISO8601").dt.strftime("%Y-%m-%d")
-    df["day"] = df["day"].fillna(pd.to_datetime(df["decided_at"], utc=True, format="ISO8601").dt.strftime("%Y-%m-%d"))
+    df["day"] = _utc_day(pd.to_datetime(df["record_time"], utc=True, errors="coerce", format="ISO8601"))
+    undated = df["day"].isna()
+    if undated.any():  # only those rows' decision times are parsed
+        df.loc[undated, "day"] = _utc_day(pd.to_datetime(df.loc[undated, "decided_at"], utc=True, format="ISO8601"))
     df["model_version"] = df["model_version"].fillna("none")
     rows = []
     for (day, version), g in df.groupby(["day", "model_version"], sort=True):
@@ -62,6 +64,13 @@ def kpi_daily(decisions: pd.DataFrame, enriched: pd.DataFrame, tasks: Sequence[s
         row["cost_usd"], row["cost_per_record"] = total, total / n
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _utc_day(stamps: pd.Series) -> pd.Series:
+    """``YYYY-MM-DD`` of each UTC timestamp (None where NaT), formatted once per distinct day, not per row."""
+    codes, days = pd.factorize(stamps.dt.floor("D"))
+    labels = np.array([d.strftime("%Y-%m-%d") for d in days] + [None], dtype=object)
+    return pd.Series(labels[codes], index=stamps.index, dtype=object)
 
 
 def headline(kpis: pd.DataFrame, tasks: Sequence[str]) -> dict[str, float | int]:

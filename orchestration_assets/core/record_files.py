@@ -103,22 +103,24 @@ def csv_rows(text: str, source_file: str, spec: RecordSpec, resolve: Callable[[s
         lines = itertools.chain([(header, None)], lines)
     rows: list[Row] = []
     row_no = 0
+    used = [(i, n) for i, n in enumerate(names) if n is not None]
+    width = len(header)
     for values, error in lines:
         if error is not None:
             row_no += 1
             rows.append((row_no, None, [Problem("<row>", f"unreadable CSV row: {error}")]))
             continue
-        if not values or all(not v.strip() for v in values):
+        if not "".join(values).strip():
             continue  # a blank line is not a data row
         row_no += 1
         if refused:
             rows.append((row_no, values, [Problem(HEADER_FIELD, refused[1])]))
             continue
-        if len(values) != len(header):
+        if len(values) != width:
             rows.append((row_no, dict(zip(header, values)),
                          [Problem("<row>", f"expected {len(header)} fields, found {len(values)}")]))
             continue
-        record = {n: v for n, v in zip(names, values) if n is not None}
+        record = {n: values[i] for i, n in used}
         rows.append((row_no, record, [Problem(f, "column missing from the file's header") for f in missing]))
     if refused:
         return rows, [refused[0]]

@@ -11,6 +11,7 @@ and surrounding spaces: a helpdesk export never uses our names. How a file's byt
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ MAX_RAW_CHARS = 2000
 # control characters but tab, newline, carriage return and NEL (a line break, like U+2028): PostgreSQL
 # refuses NUL in text, and the others are binary debris, never meant in an id or a message
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x84\x86-\x9f]")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, kept by decode()
+_DEBRIS = re.compile(f"{_SURROGATE.pattern}|{_CONTROL.pattern}")
+_json_string = json.encoder.encode_basestring  # json.dumps' own string encoder (C), ensure_ascii=False
 
 
 @dataclass
@@ -76,14 +80,16 @@ def parse_bytes(raw: bytes, source_file: str, spec: RecordSpec) -> ParseResult:
     else:
         rows, file_errors = jsonl_rows(text, source_file, resolve)
 
+    rules = _rules(spec)
     good: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     first_seen: dict[str, int] = {}
     naive_total = 0
+    checked = iter(_validate_rows([record for _, record, problems in rows if not problems], rules))
     for row_no, record, problems in rows:
         naive = 0
         if not problems:
-            normalised, problems, naive = validate(record, spec)
+            normalised, problems, naive = next(checked)
         if not problems:
             rid = normalised[spec.id]
             if rid in first_seen:
@@ -93,14 +99,30 @@ def parse_bytes(raw: bytes, source_file: str, spec: RecordSpec) -> ParseResult:
         if problems:
             bad.append(_quarantine_row(source_file, row_no, record, problems, spec.id))
         else:
-            normalised.update(
-                record_id=normalised[spec.id], source_file=source_file, source_row=row_no,
-                input_hash=content_hash(normalised[spec.id], *(normalised.get(f) or "" for f in spec.text)),
-            )
+            normalised.update(record_id=normalised[spec.id], source_file=source_file, source_row=row_no)
             good.append(normalised)
             naive_total += naive
+    hashes = input_hashes([[r[spec.id], *(r.get(f) or "" for f in spec.text)] for r in good])
+    for r, h in zip(good, hashes):
+        r["input_hash"] = h
     return ParseResult(source_file, records_frame(good, spec), quarantine_frame(bad), len(rows), file_errors,
                        naive_total)
+
+
+def input_hashes(parts: list[list[Any]]) -> list[str]:
+    """``content_hash(*p)`` for each ``p``: the key the router cache and the audit log use for a record.
+
+    Text parts are laid out as ``json.dumps`` would (a list of JSON strings joined by ", ") by the C
+    string encoder, without building an encoder per row; any other value goes through content_hash.
+    """
+    out = []
+    for p in parts:
+        if all(v.__class__ is str for v in p):
+            payload = "[" + ", ".join(map(_json_string, p)) + "]"
+            out.append(hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16])
+        else:
+            out.append(content_hash(*p))
+    return out
 
 
 def records_frame(rows: list[dict[str, Any]], spec: RecordSpec) -> pd.DataFrame:
@@ -136,7 +158,7 @@ def _column_resolver(spec: RecordSpec):
 
 
 def _has_bad_bytes(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _SURROGATE.search(value) is not None
 
 
 def _control_character(text: str) -> str | None:
@@ -146,52 +168,144 @@ def _control_character(text: str) -> str | None:
     return f"contains the control character U+{ord(m.group()):04X} at position {m.start() + 1}; remove it"
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """One field's checks, resolved once per file rather than once per row."""
+
+    name: str
+    required: bool
+    normalize: str
+    kind: str  # "id", "timestamp", "number", "boolean" or "text"
+    spec: FieldSpec
+    timestamps: Any = None
+    values: frozenset[str] | None = None
+    pattern: re.Pattern | None = None
+    # a text field with nothing to check beyond presence
+    plain: bool = False
+
+
+def _rules(spec: RecordSpec) -> list[_Rule]:
+    rules = []
+    for name, f in spec.fields.items():
+        kind = ("id" if name == spec.id else "timestamp" if f.type == "timestamp"
+                else "number" if f.type in ("integer", "number") else "boolean" if f.type == "boolean" else "text")
+        plain = (kind == "text" and f.type != "email" and f.values is None and f.pattern is None
+                 and f.min_length is None and f.max_length is None)
+        rules.append(_Rule(name, f.required, f.normalize, kind, f, spec.timestamps,
+                           None if f.values is None else frozenset(f.values),
+                           None if f.pattern is None else re.compile(f.pattern), plain))
+    return rules
+
+
 def validate(record: dict[str, Any], spec: RecordSpec) -> tuple[dict[str, Any], list[Problem], int]:
     """The record's fields normalised and typed, what is wrong with them, and how many timestamps had no offset."""
-    problems: list[Problem] = []
-    out: dict[str, Any] = {}
-    naive = 0
-    for name, f in spec.fields.items():
-        value = record.get(name)
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            out[name] = None
-        elif isinstance(value, (dict, list)):
-            problems.append(Problem(name, f"expected a value, got {type(value).__name__}"))
-            continue
+    return _validate_rows([record], _rules(spec))[0]
+
+
+def _validate_rows(records: list[dict[str, Any]], rules: list[_Rule]) -> list[tuple[dict[str, Any], list[Problem], int]]:
+    """Each record's fields normalised and typed, its problems (in field order) and its naive timestamps.
+
+    Worked out a field (column) at a time: a column of plain strings without debris (one regex over
+    the whole column) is stripped and normalised by list comprehension; any other column goes value
+    by value through :func:`_text`.
+    """
+    outs: list[dict[str, Any]] = [{} for _ in records]
+    problems: list[list[Problem]] = [[] for _ in records]
+    naive = [0] * len(records)
+    for rule in rules:
+        name = rule.name
+        column = [r.get(name) for r in records]
+        if set(map(type, column)) <= {str} and _DEBRIS.search("\n".join(column)) is None:
+            column = [v.strip() for v in column]
+            if rule.normalize == "lower":
+                column = [v.lower() for v in column]
+            elif rule.normalize == "upper":
+                column = [v.upper() for v in column]
+            values = [v or None for v in column]
         else:
-            text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-            if _has_bad_bytes(text):
-                problems.append(Problem(name, "invalid UTF-8 byte sequence"))
+            values = [_text(v, rule, problems[i]) for i, v in enumerate(column)]
+        if rule.plain:
+            for i, (out, v) in enumerate(zip(outs, values)):
+                if v is not _SKIP:
+                    out[name] = v
+                    if v is None and rule.required:
+                        problems[i].append(Problem(name, "required field is missing or empty"))
+            continue
+        suspects = _suspects(rule, values)
+        for i, (out, v) in enumerate(zip(outs, values)):
+            if v is _SKIP:
                 continue
-            control = _control_character(text)
-            if control:
-                problems.append(Problem(name, control))
+            out[name] = v
+            if i not in suspects:
                 continue
-            text = text.strip()
-            out[name] = text.lower() if f.normalize == "lower" else text.upper() if f.normalize == "upper" else text
-            out[name] = out[name] or None
-        if out[name] is None:
-            if f.required:
-                problems.append(Problem(name, "required field is missing or empty"))
-            continue
-        if name == spec.id and len(out[name]) > MAX_ID_LENGTH:
-            problems.append(Problem(name, f"{name} has {len(out[name])} characters; an id holds at most "
-                                          f"{MAX_ID_LENGTH} (the platform's audit and ledger columns)"))
-            continue
-        if f.type == "timestamp":
-            read = read_record_timestamp(out[name], spec.timestamps)
-            out[name] = read.value
-            naive += read.naive
-            if read.problem:
-                problems.append(Problem(name, read.problem))
-            continue
-        problem = _check_value(name, f, out)
-        if problem:
-            problems.append(problem)
-    return out, problems, naive
+            problem, naive_i = _check(rule, out, v)
+            if problem is not None:
+                problems[i].append(problem)
+            naive[i] += naive_i
+    return list(zip(outs, problems, naive))
 
 
-def _check_value(name: str, f: FieldSpec, out: dict[str, Any]) -> Problem | None:
+_SKIP = object()  # the field's value already has its problem
+
+
+def _suspects(rule: _Rule, values: list[Any]) -> set[int] | range:
+    """Rows whose value :func:`_check` must see: for a text or id field, those failing a column-wide test."""
+    if rule.kind not in ("text", "id"):
+        return range(len(values))
+    f = rule.spec
+    ok = [v is not None and v is not _SKIP for v in values]
+    if rule.kind == "id":
+        ok = [k and len(v) <= MAX_ID_LENGTH for k, v in zip(ok, values)]
+    if f.type == "email":
+        ok = [k and _EMAIL.match(v) is not None for k, v in zip(ok, values)]
+    if rule.values is not None:
+        ok = [k and v in rule.values for k, v in zip(ok, values)]
+    if rule.pattern is not None:
+        ok = [k and rule.pattern.fullmatch(v) is not None for k, v in zip(ok, values)]
+    if f.min_length is not None:
+        ok = [k and len(v) >= f.min_length for k, v in zip(ok, values)]
+    if f.max_length is not None:
+        ok = [k and len(v) <= f.max_length for k, v in zip(ok, values)]
+    return {i for i, k in enumerate(ok) if not k}
+
+
+def _text(value: Any, rule: _Rule, problems: list[Problem]) -> Any:
+    """One raw value as normalised text, None when absent, or _SKIP with its problem added."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, (dict, list)):
+        problems.append(Problem(rule.name, f"expected a value, got {type(value).__name__}"))
+        return _SKIP
+    text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    if _DEBRIS.search(text) is not None:  # rare: then say which kind, bad bytes first
+        problems.append(Problem(rule.name, "invalid UTF-8 byte sequence" if _has_bad_bytes(text)
+                                else _control_character(text)))
+        return _SKIP
+    text = text.strip()
+    if rule.normalize == "lower":
+        text = text.lower()
+    elif rule.normalize == "upper":
+        text = text.upper()
+    return text or None
+
+
+def _check(rule: _Rule, out: dict[str, Any], value: Any) -> tuple[Problem | None, int]:
+    """The problem with one present (or missing) normalised value, typing it in ``out``; and 1 for a naive time."""
+    name = rule.name
+    if value is None:
+        return (Problem(name, "required field is missing or empty") if rule.required else None), 0
+    if rule.kind == "id" and len(value) > MAX_ID_LENGTH:
+        return Problem(name, f"{name} has {len(value)} characters; an id holds at most "
+                             f"{MAX_ID_LENGTH} (the platform's audit and ledger columns)"), 0
+    if rule.kind == "timestamp":
+        read = read_record_timestamp(value, rule.timestamps)
+        out[name] = read.value
+        return (Problem(name, read.problem) if read.problem else None), int(read.naive)
+    return _check_value(rule, out), 0
+
+
+def _check_value(rule: _Rule, out: dict[str, Any]) -> Problem | None:
+    name, f = rule.name, rule.spec
     value = out[name]
     if f.type in ("integer", "number"):
         try:
@@ -210,9 +324,9 @@ def _check_value(name: str, f: FieldSpec, out: dict[str, Any]) -> Problem | None
         return None
     if f.type == "email" and not _EMAIL.match(value):
         return Problem(name, f"{value!r} is not an e-mail address")
-    if f.values is not None and value not in f.values:
+    if rule.values is not None and value not in rule.values:
         return Problem(name, f"{value!r} is not one of {', '.join(f.values)}")
-    if f.pattern is not None and not re.fullmatch(f.pattern, value):
+    if rule.pattern is not None and not rule.pattern.fullmatch(value):
         return Problem(name, f"{value!r} does not match the pattern {f.pattern}")
     if f.min_length is not None and len(value) < f.min_length:
         return Problem(name, f"{name} has {len(value)} characters; at least {f.min_length} required")

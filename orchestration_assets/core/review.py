@@ -125,7 +125,8 @@ def queue_columns(family: Family) -> list[str]:
 
 
 def review_queue_columns(family: Family) -> tuple[list[str], list[str]]:
-    """(routing decision columns, enriched record columns) that :func:`review_queue` reads."""
+    """(routing decision columns, enriched record columns) that :func:`review_queue` reads (an enriched column
+    only where the routing decisions lack it)."""
     shown = queue_columns(family)
     return ["record_id", "decision", "decided_at", "record_time", *shown], shown
 

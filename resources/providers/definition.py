@@ -15,9 +15,10 @@ its template and training file are relative to. It knows the task type's output:
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel
 
@@ -158,6 +159,37 @@ class TaskDefinition:
             row[f"{n}_{f}"] = getattr(result, f)
         return row
 
+    def table_columns(self, results: Sequence[TaskResult]) -> dict[str, list[Any]]:
+        """:meth:`to_columns` of many results, column by column: a list per column, in :meth:`columns` order.
+
+        A task table is built from these (a dict per result cost a third of it); :meth:`to_columns`
+        stays for one result, and a test holds the two to the same values for every task type.
+        """
+        n, spec = self.name, self.spec
+        outs = [r.output or {} for r in results]
+        if isinstance(spec, ClassifyTask):
+            cols = {n: [o.get("label") for o in outs], f"{n}_confidence": [r.confidence for r in results],
+                    f"{n}_probabilities": [o.get("probabilities") or {} for o in outs],
+                    f"{n}_reasons": [o.get("reasons") or [] for o in outs]}
+        elif isinstance(spec, ExtractTask):
+            cols = {f"{n}_{f}": [o.get(f) for o in outs] for f in spec.fields}
+            cols[f"{n}_confidence"] = [r.confidence for r in results]
+        elif isinstance(spec, SentimentTask):
+            cols = {n: [o.get("label") for o in outs], f"{n}_score": [o.get("score") for o in outs]}
+        elif isinstance(spec, SummarizeTask):
+            cols = {n: [o.get("summary") for o in outs]}
+        elif isinstance(spec, DraftTask):
+            cols = {n: [o.get("text") for o in outs], f"{n}_cited_ids": [list(o.get("cited_ids") or []) for o in outs]}
+        else:  # flag
+            ok = [r.ok for r in results]
+            raised = [list(o.get("flags") or []) if good else [] for o, good in zip(outs, ok)]
+            cols = {n: raised, **{f"{n}_{rule}": [(rule in fs) if good else None for fs, good in zip(raised, ok)]
+                                  for rule in spec.rules}}
+        provenance = list(zip(*map(operator.attrgetter(*PROVENANCE_FIELDS), results))) or [()] * len(PROVENANCE_FIELDS)
+        for f, values in zip(PROVENANCE_FIELDS, provenance):
+            cols[f"{n}_{f}"] = list(values)
+        return cols
+
     # ---- what rules and the policy read --------------------------------------------------
     def value_names(self) -> dict[str, str]:
         """Names this task contributes to CEL expressions (name -> logical type)."""
@@ -188,3 +220,20 @@ class TaskDefinition:
             inner = values.pop(self.name)
             values.update({f"{self.name}.{k}": v for k, v in inner.items()})
         return values
+
+    def item_columns(self, columns: Mapping[str, Sequence[Any]], size: int) -> dict[str, list[Any]]:
+        """:meth:`item_values` of ``size`` rows at once, from a list per column (a missing column reads None).
+
+        What items are built from; :meth:`item_values` stays for one row (a test holds the two equal).
+        """
+        n, spec = self.name, self.spec
+        missing = [None] * size
+
+        def col(name: str) -> list[Any]:
+            return list(columns.get(name, missing))
+
+        if isinstance(spec, ExtractTask):  # the confidence first, as cel_values' map is popped then re-added flat
+            return {f"{n}_confidence": col(f"{n}_confidence"), **{f"{n}.{f}": col(f"{n}_{f}") for f in spec.fields}}
+        if isinstance(spec, FlagTask):
+            return {n: [list(v) if isinstance(v, (list, tuple)) else [] for v in col(n)]}
+        return {k: col(k) for k in self.value_names()}

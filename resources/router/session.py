@@ -141,9 +141,10 @@ class RouterSession:
 
         if not chain or not items:
             local_results = self._run_local(task, items)
-            for i, r in enumerate(local_results):
-                r.path = "local"
-                results[i] = r
+            for r in local_results:
+                if r.path != "local":  # the embedded provider's results already say so: no setattr per item
+                    r.path = "local"
+            results = list(local_results)
             pending = []
         elif cascade:
             local_results = self._run_local(task, items)

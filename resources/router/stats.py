@@ -47,18 +47,23 @@ class RouterStats(BaseModel):
         """Fill the per-result counters (paths, fallback reasons, tokens, cost) from final results."""
         paths: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
+        # summed in locals, in the same order, and set once: a model attribute set costs ~1 us per result
+        tokens_in, tokens_out, cost, redactions, errors = (self.tokens_in, self.tokens_out, self.cost_usd,
+                                                           self.redactions, self.errors)
         for r in results:
-            paths[r.path] += 1
-            if r.path.startswith("fallback:"):
-                reasons[r.path.split(":", 1)[1]] += 1
-            if r.path != "cache":  # a cached answer cost nothing in this run
-                self.tokens_in += r.tokens_in
-                self.tokens_out += r.tokens_out
-                self.cost_usd += r.cost_usd
-            self.redactions += r.redactions
+            path = r.path
+            paths[path] += 1
+            if path.startswith("fallback:"):
+                reasons[path.split(":", 1)[1]] += 1
+            if path != "cache":  # a cached answer cost nothing in this run
+                tokens_in += r.tokens_in
+                tokens_out += r.tokens_out
+                cost += r.cost_usd
+            redactions += r.redactions
             if r.error is not None:
-                self.errors += 1
-        self.cost_usd = round(self.cost_usd, 10)
+                errors += 1
+        self.tokens_in, self.tokens_out, self.redactions, self.errors = tokens_in, tokens_out, redactions, errors
+        self.cost_usd = round(cost, 10)
         self.paths = dict(paths)
         self.fallbacks_by_reason = dict(reasons)
 

@@ -37,6 +37,8 @@ from pydantic import BaseModel, Field
 
 from resources.providers.base import content_hash
 
+from . import tfidf
+
 if TYPE_CHECKING:  # pragma: no cover
     from resources.providers.definition import TaskDefinition
 
@@ -170,7 +172,7 @@ def _text_features(text_key: str, vectorizer, texts: Sequence[str]):
     last = _LAST_TRANSFORM.get(text_key)
     if last is not None and last[0] == key:
         return last[1]
-    X = vectorizer.transform(key)
+    X = tfidf.transform(vectorizer, key)
     with _TRANSFORM_LOCK:
         if len(_LAST_TRANSFORM) >= 8:
             _LAST_TRANSFORM.clear()

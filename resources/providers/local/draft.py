@@ -22,7 +22,9 @@ the draft unless the template writes it.
 from __future__ import annotations
 
 import functools
+import operator
 import re
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -172,21 +174,144 @@ def cited(text: str, documents: Sequence[Document]) -> list[str]:
 
 
 def render(task: "TaskDefinition", items: Sequence[Item]) -> list[tuple[dict[str, Any] | None, str | None]]:
-    """(output, error) per item: ``{"text", "cited_ids"}`` or the reason the template failed."""
-    from jinja2 import TemplateError as JinjaError
+    """(output, error) per item: ``{"text", "cited_ids"}`` or the reason the template failed.
 
+    A render is a pure function of what the template reads (its names and the documents), so items
+    that give it equal values share one render: records of one customer and answer with the same
+    articles. Equal means same type and value (floats by ``repr``: ``0.0`` and ``-0.0`` render
+    apart); an item holding any other type of value, or a template that includes others or draws
+    random values, is rendered on its own.
+    """
     template = load_template(task)
-    names = template_names(str(Path(task.root).resolve()), template_source(task))
+    root, source = str(Path(task.root).resolve()), template_source(task)
+    names = template_names(root, source)
+    memo: dict[Any, tuple[dict[str, Any] | None, str | None]] | None = (
+        {} if names is not None and deterministic(root, source) else None)
+    reads = template_reads(root, source) if memo is not None else {}
     out: list[tuple[dict[str, Any] | None, str | None]] = []
     for item in items:
         docs = pick_documents(task, item)
-        try:
-            text = template.render(variables(item, docs, names)).strip()
-        except (JinjaError, TypeError, ValueError, AttributeError, KeyError) as exc:
-            out.append((None, f"template {task.spec.template}: {type(exc).__name__}: {exc}"))
-            continue
-        if not text:
-            out.append((None, f"template {task.spec.template} rendered an empty text"))
-            continue
-        out.append(({"text": text, "cited_ids": cited(text, docs)}, None))
+        key = _memo_key(item, docs, reads) if memo is not None else None
+        if key is not None:
+            hit = memo.get(key)  # type: ignore[union-attr]
+            if hit is not None:  # each item its own output dict: callers may change one
+                output, error = hit
+                out.append(({"text": output["text"], "cited_ids": list(output["cited_ids"])}, None)
+                           if output is not None else (None, error))
+                continue
+        answer = _render_one(task, template, item, docs, names)
+        if key is not None:
+            memo[key] = answer  # type: ignore[index]
+        out.append(answer)
     return out
+
+
+def _render_one(task: "TaskDefinition", template: Any, item: Item, docs: list[Document],
+                names: frozenset[str] | None) -> tuple[dict[str, Any] | None, str | None]:
+    from jinja2 import TemplateError as JinjaError
+
+    try:
+        text = template.render(variables(item, docs, names)).strip()
+    except (JinjaError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        return None, f"template {task.spec.template}: {type(exc).__name__}: {exc}"
+    if not text:
+        return None, f"template {task.spec.template} rendered an empty text"
+    return {"text": text, "cited_ids": cited(text, docs)}, None
+
+
+@functools.lru_cache(maxsize=64)
+def deterministic(root: str, source: str) -> bool:
+    """False when the template draws random values (the ``random`` filter, ``lipsum``)."""
+    from jinja2 import nodes
+
+    ast = _environment(root).parse(source)
+    drawn = (n for n in ast.find_all((nodes.Filter, nodes.Name))
+             if isinstance(n, nodes.Filter) and n.name == "random" or isinstance(n, nodes.Name) and n.name == "lipsum")
+    return next(drawn, None) is None
+
+
+class _Unkeyable(Exception):
+    pass
+
+
+_ABSENT = object()  # a column the item does not have (reads as undefined, unlike a None value)
+
+
+def _atom(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or value is None or value is _ABSENT:
+        return value
+    if kind is int or kind is bool:
+        return kind, value  # the type too: 1, 1.0 and True are equal keys but render apart
+    if kind is float:
+        return kind, repr(value)  # 0.0 and -0.0 render apart
+    raise _Unkeyable
+
+
+def _memo_key(item: Item, docs: Sequence[Document], reads: dict[str, Any]) -> Any:
+    """What one render reads, as a hashable key; None when a value is not of a type keyed exactly."""
+    fields = item.fields
+    try:
+        parts: list[Any] = []
+        for name, columns in reads["names"]:
+            if name in fields:
+                parts.append(_atom(fields[name]))
+                continue
+            prefix = name + "."
+            if columns is None:  # the whole row is read (iterated, printed, indexed)
+                parts.append(tuple((k, _atom(v)) for k, v in fields.items() if k.startswith(prefix)))
+                continue
+            row = tuple(map(_atom, map(fields.get, columns, repeat(_ABSENT))))
+            # a row holding none of them is still truthy when it has other columns; no row is undefined
+            parts.append(row if row.count(_ABSENT) < len(row) else (row, any(k.startswith(prefix) for k in fields)))
+        getter = reads["documents"]
+        parts.extend(tuple(map(_atom, getter(d))) for d in docs)
+    except _Unkeyable:
+        return None
+    return tuple(parts)
+
+
+_DOCUMENT_ATTRS = ("id", "title", "url", "body", "group", "score")
+_CITED = ("id", "title", "url")
+
+
+@functools.lru_cache(maxsize=64)
+def template_reads(root: str, source: str) -> dict[str, Any]:
+    """What a render can read: per name, the columns it reads of it (``account.name``) or None when
+    it uses the value itself; and a getter of the document attributes it can show. Call only when
+    :func:`template_names` is not None."""
+    from jinja2 import meta, nodes
+
+    ast = _environment(root).parse(source)
+    names = meta.find_undeclared_variables(ast)
+    attrs: dict[str, set[str]] = {n: set() for n in names}
+    covered: set[int] = set()
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name in attrs:
+            attrs[node.node.name].add(node.attr)
+            covered.add(id(node.node))
+    whole = {n.name for n in ast.find_all(nodes.Name) if n.name in attrs and id(n) not in covered}
+    columns = [(n, None if n in whole or not attrs[n] else tuple(f"{n}.{a}" for a in sorted(attrs[n])))
+               for n in sorted(names) if n != "documents"]
+    return {"names": columns, "documents": operator.attrgetter(*(_document_reads(ast) or _DOCUMENT_ATTRS))}
+
+
+def _document_reads(ast: Any) -> tuple[str, ...] | None:
+    """The document attributes a render can show when the template only tests ``documents`` and
+    loops over it reading attributes of the loop variable; None (all of them) otherwise."""
+    from jinja2 import nodes
+
+    loops = [f for f in ast.find_all(nodes.For) if isinstance(f.iter, nodes.Name) and f.iter.name == "documents"]
+    if not all(isinstance(f.target, nodes.Name) for f in loops):
+        return None
+    targets = {f.target.name for f in loops}
+    allowed = {id(f.iter) for f in loops} | {id(f.target) for f in loops}
+    allowed |= {id(n.test) for n in ast.find_all(nodes.If) if isinstance(n.test, nodes.Name)}
+    read = set(_CITED)
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name in targets:
+            allowed.add(id(node.node))
+            read.add("body" if node.attr == "gist" else node.attr)
+    if any(n.name in targets | {"documents"} and id(n) not in allowed for n in ast.find_all(nodes.Name)):
+        return None
+    return tuple(a for a in _DOCUMENT_ATTRS if a in read)

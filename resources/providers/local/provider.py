@@ -132,25 +132,25 @@ class LocalProvider(ModelProvider):
         model_id = MODEL_IDS.get(task.type, "local")
         start = time.perf_counter()
         version, prompt = self.model_version(task), self.prompt_hash(task)
-        try:
-            with gc_paused():
+        with gc_paused():  # the results too: 100,000 of them would otherwise trigger full collections
+            try:
                 answers = self._answer(task, items)
-        except (draft.TemplateError, Unanswerable) as exc:  # the task cannot be answered: every item says why
-            return [error_result(task, it, self.name, str(exc), model_id=model_id, model_version=version,
-                                 prompt_hash=prompt, path="local") for it in items]
-        per_item_ms = (time.perf_counter() - start) * 1000 / len(items)
-        # one validated result whose fields every item shares; per item only its own values change
-        template = TaskResult(record_id="", task=task.name, provider=self.name, model_id=model_id,
-                              model_version=version, prompt_hash=prompt, latency_ms=per_item_ms, path="local")
-        shared, fields_set = template.__dict__, set(template.model_fields_set) | _PER_ITEM
-        out = []
-        for item, (output, confidence, error) in zip(items, answers):
-            if error is not None:
-                out.append(error_result(task, item, self.name, error, model_id=model_id, model_version=version,
-                                        prompt_hash=prompt, path="local"))
-            else:
-                out.append(_result(shared, fields_set, item.id, output, confidence, item.input_hash))
-        return out
+            except (draft.TemplateError, Unanswerable) as exc:  # the task cannot be answered: every item says why
+                return [error_result(task, it, self.name, str(exc), model_id=model_id, model_version=version,
+                                     prompt_hash=prompt, path="local") for it in items]
+            per_item_ms = (time.perf_counter() - start) * 1000 / len(items)
+            # one validated result whose fields every item shares; per item only its own values change
+            template = TaskResult(record_id="", task=task.name, provider=self.name, model_id=model_id,
+                                  model_version=version, prompt_hash=prompt, latency_ms=per_item_ms, path="local")
+            shared, fields_set = template.__dict__, set(template.model_fields_set) | _PER_ITEM
+            out = []
+            for item, (output, confidence, error) in zip(items, answers):
+                if error is not None:
+                    out.append(error_result(task, item, self.name, error, model_id=model_id, model_version=version,
+                                            prompt_hash=prompt, path="local"))
+                else:
+                    out.append(_result(shared, fields_set, item.id, output, confidence, item.input_hash))
+            return out
 
     def _compile(self, task: "TaskDefinition", build: Callable[[], Any]) -> Any:
         key = (task.key, task.fingerprint)
