@@ -11,6 +11,7 @@ from typing import Iterable
 
 import dagster as dg
 
+from resources.collector import tune_collector
 from resources.configuration import ENVIRONMENT, ConfigError, folder_problem, http_url_problem
 from resources.notifier import Notifier
 from resources.outbox import Outbox
@@ -102,6 +103,8 @@ def with_dependents(resources: dict[str, object]) -> dict[str, object]:
 
 
 def platform_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
+    # every process that executes steps loads these definitions first (run and step workers, in-process runs)
+    tune_collector()
     return dg.Definitions(
         resources=with_dependents(resources) if resources is not None else platform_resources(),
         sensors=[run_failure_alert_sensor, automation_sensor, run_health_sensor],
