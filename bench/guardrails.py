@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -36,14 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from timing import median_time  # noqa: E402
 
-def _median(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+
 
 
 def _plain_phrases(text: str) -> list[str]:
@@ -144,8 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
                                            for rid, o in zip(answers["record_id"], outputs)]),
     }
     for name, (fast, naive) in measures.items():
-        fast_s, fast_out = _median(fast, args.repeats)
-        naive_s, naive_out = _median(naive, args.repeats)
+        fast_s, fast_out = median_time(fast, args.repeats)
+        naive_s, naive_out = median_time(naive, args.repeats)
         if hasattr(fast_out, "columns"):  # frames: the same columns with the same values
             same = list(fast_out.columns) == list(naive_out.columns) and all(
                 fast_out[c].tolist() == naive_out[c].tolist() for c in fast_out.columns)

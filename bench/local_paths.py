@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -31,18 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from timing import median_time  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 import enrichment as eb  # noqa: E402
 
 
-def cpu_median(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.process_time()
-        out = fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times), out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -78,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     for task in family.tasks_of("classify"):
         vectorizer = provider.classifiers[task.name].vectorizer
         texts = tuple(it.text for it in captured[task.name][1])
-        base_s, expected = cpu_median(lambda: vectorizer.transform(texts), args.repeats)
-        fast_s, got = cpu_median(lambda: tfidf.transform(vectorizer, texts), args.repeats)
+        base_s, expected = median_time(lambda: vectorizer.transform(texts), args.repeats, clock=time.process_time)
+        fast_s, got = median_time(lambda: tfidf.transform(vectorizer, texts), args.repeats, clock=time.process_time)
         identical &= bool(np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
                           and np.array_equal(got.data, expected.data))
         tf_base, tf_fast = tf_base + base_s, tf_fast + fast_s
@@ -95,8 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
         def per_item():  # the template loaded once, every item rendered: the loop before shared renders
             return [draft._render_one(task, template, it, draft.pick_documents(task, it), names) for it in items]
 
-        base_s, expected = cpu_median(per_item, args.repeats)
-        fast_s, got = cpu_median(lambda: draft.render(task, items), args.repeats)
+        base_s, expected = median_time(per_item, args.repeats, clock=time.process_time)
+        fast_s, got = median_time(lambda: draft.render(task, items), args.repeats, clock=time.process_time)
         identical &= got == expected
         reads = draft.template_reads(root, source)
         distinct += len({draft._memo_key(it, draft.pick_documents(task, it), reads) for it in items})

@@ -21,7 +21,6 @@ is one JSON object: n, family, seconds {part: {task: [column_wise, row_wise]}}, 
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from timing import median_time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -109,14 +110,6 @@ def search_row_wise(index, texts, k):
     return [[Document(*index._parts[j], s) for j, s in zip(o, b) if s > 0] for o, b in zip(order.tolist(), best.tolist())]
 
 
-def median_seconds(fn, repeats: int) -> tuple[float, object]:
-    """Median wall seconds of ``repeats`` calls after an untimed one (first imports, caches), and the output."""
-    times, out = [], fn()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def main(argv=None) -> dict:
@@ -142,14 +135,14 @@ def main(argv=None) -> dict:
         columns = inputs.item_names(family, inputs.lookups_for(family, task))
         used = {u: (family.tasks[u], tables[u]) for u in task.spec.uses}
         fields = list(family.record.fields)
-        fast, a = median_seconds(lambda: build_items(task, records, fields, columns, used), args.repeats)
-        slow, b = median_seconds(lambda: items_row_wise(task, records, fields, columns, used), args.repeats)
+        fast, a = median_time(lambda: build_items(task, records, fields, columns, used), args.repeats, warm=True)
+        slow, b = median_time(lambda: items_row_wise(task, records, fields, columns, used), args.repeats, warm=True)
         identical &= [(i.id, i.text, list(i.fields.items()), i.input_hash) for i in a] == \
             [(i.id, i.text, list(i.fields.items()), i.input_hash) for i in b]
         seconds["items"][name] = [round(fast, 4), round(slow, 4)]
         results = results_of(task, ids)
-        fast, a = median_seconds(lambda: task_frame(task, results), args.repeats)
-        slow, b = median_seconds(lambda: table_row_wise(task, results), args.repeats)
+        fast, a = median_time(lambda: task_frame(task, results), args.repeats, warm=True)
+        slow, b = median_time(lambda: table_row_wise(task, results), args.repeats, warm=True)
         identical &= a.equals(b) and list(a.dtypes) == list(b.dtypes)
         seconds["table"][name] = [round(fast, 4), round(slow, 4)]
         retrieval = getattr(task.spec, "retrieval", None)
@@ -157,8 +150,8 @@ def main(argv=None) -> dict:
             lk = family.spec.context[retrieval.from_]
             index = DocumentIndex.from_frame(read_lookup(retrieval.from_, lk, family.root), lk.documents)
             queries = [i.text for i in build_items(task, records, fields, columns, used)]
-            fast, a = median_seconds(lambda: index.search(queries, k=retrieval.k), args.repeats)
-            slow, b = median_seconds(lambda: search_row_wise(index, queries, retrieval.k), args.repeats)
+            fast, a = median_time(lambda: index.search(queries, k=retrieval.k), args.repeats, warm=True)
+            slow, b = median_time(lambda: search_row_wise(index, queries, retrieval.k), args.repeats, warm=True)
             identical &= a == b
             seconds["retrieval"][name] = [round(fast, 4), round(slow, 4)]
     fast = sum(v[0] for part in seconds.values() for v in part.values())
