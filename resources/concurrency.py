@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import gc
-from typing import Any, Coroutine, Iterator, TypeVar
+from typing import Any, Coroutine, TypeVar
 
 T = TypeVar("T")
 
@@ -25,23 +23,3 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     # a loop already runs here (it is blocked on us): run ours on a fresh thread
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
-
-@contextlib.contextmanager
-def long_lived_heap_frozen() -> Iterator[None]:
-    """Keep the cyclic GC off the process's long-lived heap during an async section.
-
-    A Dagster run process holds hundreds of thousands of long-lived objects (definitions, pandas,
-    pydantic schemas); a full collection over them pauses the event loop for tens of ms while 32
-    calls are in flight. ``gc.freeze`` moves them out of the collector's view until ``unfreeze``;
-    objects the section creates are still collected as usual. Nested uses are no-ops.
-    """
-    already = gc.get_freeze_count() > 0
-    if not already:
-        gc.collect(1)
-        gc.freeze()
-    try:
-        yield
-    finally:
-        if not already:
-            gc.unfreeze()

@@ -38,7 +38,8 @@ import logging
 import time
 from typing import Any, Mapping, Sequence
 
-from resources.concurrency import long_lived_heap_frozen, run_coroutine
+from resources.collector import long_lived_heap_frozen
+from resources.concurrency import run_coroutine
 from resources.providers.base import Item, ModelProvider, TaskResult, content_hash, error_result
 from resources.providers.definition import TaskDefinition
 from resources.providers.openai import OpenAIProvider, scrub

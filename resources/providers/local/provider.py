@@ -19,11 +19,10 @@ a draft), so any change to what decides an answer gives a new version.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from resources.collector import gc_paused
 from resources.providers.base import Item, ModelProvider, TaskResult, content_hash, error_result
 from resources.providers.tasks import TASK_TYPES
 
@@ -52,22 +51,6 @@ Answer = tuple[dict[str, Any] | None, float | None, str | None]  # output, confi
 class Unanswerable(LookupError):
     """The provider cannot answer this task at all (no trained classifier, an unknown type)."""
 
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused for one batch, then restored.
-
-    A batch allocates a few containers per item (answers, results) that reference counting frees;
-    with the collector on, its full passes over every live object (a partition's frames, the
-    models) cost up to a quarter of a batch. Nothing is lost: it resumes right after the batch.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _text(value: Any) -> str:
