@@ -84,7 +84,10 @@ def task_asset(family: Family, task: TaskDefinition) -> dg.AssetsDefinition:
         key = context.partition_key
         lookups = inputs.lookups_for(family, task)
         base = inputs.with_lookups(warehouse, family, inputs.records(warehouse, family, key), lookups)
-        used = {u: (family.tasks[u], _used_answers(warehouse, family, family.tasks[u], key)) for u in task.spec.uses}
+        # of a task this one uses, only what its items read: its provenance and JSON columns were ~90 % of the read
+        used = {u: (family.tasks[u], inputs.answers(warehouse, family, u, key,
+                                                    columns=family.tasks[u].item_source_columns()))
+                for u in task.spec.uses}
         columns = inputs.item_names(family, lookups)
         items = build_items(task, base, list(family.record.fields), columns, used)
         if getattr(task.spec, "retrieval", None) is not None:
@@ -110,24 +113,6 @@ def task_asset(family: Family, task: TaskDefinition) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={**meta, **store(warehouse, family.table(task.name), frame, key)})
 
     return answers
-
-
-def _item_source_columns(task: TaskDefinition) -> list[str]:
-    """The answer columns a later task's items take from ``task`` (:meth:`TaskDefinition.item_columns`)."""
-    if task.type == "extract":
-        return [f"{task.name}_confidence", *(f"{task.name}_{f}" for f in task.spec.fields)]
-    return list(task.value_names())
-
-
-def _used_answers(warehouse: Warehouse, family: Family, task: TaskDefinition, partition: str) -> pd.DataFrame:
-    """The batch's answers of a task this one uses, only the columns its items read: the provenance and
-    the JSON probabilities and reasons, decoded row by row, were ~90 % of reading the whole table."""
-    table = family.table(task.name)
-    present = set(warehouse.columns(table))
-    if "record_id" not in present:  # not written yet: the empty answers frame
-        return inputs.answers(warehouse, family, task.name, partition)
-    wanted = ["record_id", *(c for c in _item_source_columns(task) if c in present)]
-    return warehouse.read_table(table, partitions=[partition], columns=wanted)
 
 
 def _task_metadata(task: TaskDefinition, df: pd.DataFrame, router_stats: dict) -> dict:

@@ -21,8 +21,16 @@ def records(warehouse: Warehouse, family: Family, partition: str, ids: Sequence[
 
 
 def answers(warehouse: Warehouse, family: Family, task: str, partition: str,
-            ids: Sequence[str] | None = None) -> pd.DataFrame:
-    df = _partition(warehouse, family.table(task), partition, ids)
+            ids: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A task table's rows of the partition (``columns``: only ``record_id`` and those of these it has)."""
+    table = family.table(task)
+    if columns is not None:
+        present = set(warehouse.columns(table))
+        if "record_id" in present:
+            columns = ["record_id", *(c for c in columns if c in present and c != "record_id")]
+        else:  # not written yet: the empty answers frame below
+            columns = None
+    df = _partition(warehouse, table, partition, ids, columns)
     return df if len(df.columns) else pd.DataFrame(columns=["record_id", "input_hash"])
 
 
@@ -101,6 +109,8 @@ def with_lookups(warehouse: Warehouse, family: Family, frame: pd.DataFrame, name
     return out
 
 
-def _partition(warehouse: Warehouse, table: str, partition: str, ids: Sequence[str] | None = None) -> pd.DataFrame:
-    df = warehouse.read_table(table, partitions=[partition], where_in=None if ids is None else ("record_id", ids))
+def _partition(warehouse: Warehouse, table: str, partition: str, ids: Sequence[str] | None = None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    df = warehouse.read_table(table, partitions=[partition], columns=columns,
+                              where_in=None if ids is None else ("record_id", ids))
     return df.drop(columns=["_partition"], errors="ignore")

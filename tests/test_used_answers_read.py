@@ -5,7 +5,6 @@ import pandas as pd
 from orchestration_assets import inputs
 from orchestration_assets.core.enrichment import task_frame
 from orchestration_assets.core.items import build_items
-from orchestration_assets.enrichment import _used_answers
 from resources.providers.base import TaskResult
 from resources.warehouse import Warehouse, store
 
@@ -23,6 +22,11 @@ def _output(task, i: int) -> dict | None:
     assert task.type == "extract", f"no sample answer for a {task.type} task"
     return {f: fs.values[i % len(fs.values)] if fs.values else (None if i % 3 == 0 else SAMPLE.get(fs.type, f"v{i}"))
             for f, fs in task.spec.fields.items()}
+
+
+def _narrow(wh, family, task) -> pd.DataFrame:
+    """What a task step reads of a task it uses: only the columns its items take."""
+    return inputs.answers(wh, family, task.name, PARTITION, columns=task.item_source_columns())
 
 
 def _answers(task, n: int) -> pd.DataFrame:
@@ -48,7 +52,7 @@ def test_items_from_the_narrow_read_equal_those_from_the_whole_table(tmp_path, f
                     if f not in records:
                         records[f] = "some text"
                 whole = inputs.answers(wh, family, name, PARTITION)
-                narrow = _used_answers(wh, family, used, PARTITION)
+                narrow = _narrow(wh, family, used)
                 assert len(narrow.columns) < len(whole.columns) and len(narrow) == len(whole) == 40
                 fields = list(family.record.fields)
                 expected = build_items(task, records, fields, {}, {name: (used, whole)})
@@ -62,5 +66,5 @@ def test_items_from_the_narrow_read_equal_those_from_the_whole_table(tmp_path, f
 def test_a_used_task_not_written_yet_reads_as_no_answers(tmp_path, families):
     family = families["support_triage"]
     wh = Warehouse(url=f"sqlite:///{tmp_path / 'warehouse.db'}")
-    frame = _used_answers(wh, family, family.tasks["category"], PARTITION)
+    frame = _narrow(wh, family, family.tasks["category"])
     assert frame.empty and "record_id" in frame.columns

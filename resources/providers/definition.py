@@ -221,6 +221,12 @@ class TaskDefinition:
             values.update({f"{self.name}.{k}": v for k, v in inner.items()})
         return values
 
+    def item_source_columns(self) -> list[str]:
+        """The answer columns :meth:`item_columns` reads (all a later task needs of this one's table)."""
+        if isinstance(self.spec, ExtractTask):
+            return [f"{self.name}_confidence", *(f"{self.name}_{f}" for f in self.spec.fields)]
+        return list(self.value_names())
+
     def item_columns(self, columns: Mapping[str, Sequence[Any]], size: int) -> dict[str, list[Any]]:
         """:meth:`item_values` of ``size`` rows at once, from a list per column (a missing column reads None).
 
