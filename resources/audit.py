@@ -62,9 +62,7 @@ def ensure_audit_table(warehouse: Warehouse) -> None:
 
 
 def natural_key(family: str | None, event_type: str, record_id: Any, decision: str, *parts: Any) -> str:
-    from .providers.base import content_hash
-
-    return f"{family or '-'}:{event_type}:{record_id}:{decision}:{content_hash(*parts)}"
+    return natural_keys(family, event_type, [record_id], [decision], *([p] for p in parts))[0]
 
 
 def natural_keys(family: str | None, event_type: str, record_ids: Sequence[Any], decisions: Sequence[Any],
