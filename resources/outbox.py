@@ -99,9 +99,13 @@ def _jsonable(v: Any) -> Any:
 
 def payload_of(family: str, item: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON document that goes out for one item (``dispatched_at`` is added when it is sent)."""
-    payload = {k: _jsonable(v) for k, v in item.items()}
+    return _addressed(family, {k: _jsonable(v) for k, v in item.items()})
+
+
+def _addressed(family: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with the family it belongs to and its delivery id (one per record, ever)."""
     payload["family"] = family
-    payload["delivery_id"] = f"dispatch:{family}:{item['record_id']}"
+    payload["delivery_id"] = f"dispatch:{family}:{payload['record_id']}"
     return payload
 
 
@@ -110,13 +114,7 @@ def payloads_of(family: str, items: pd.DataFrame | Iterable[Mapping[str, Any]]) 
     if not isinstance(items, pd.DataFrame):
         return [payload_of(family, item) for item in items]
     names, columns = list(items.columns), [_json_column(items.iloc[:, i]) for i in range(items.shape[1])]
-    out = []
-    for row in zip(*columns):
-        payload = dict(zip(names, row))
-        payload["family"] = family
-        payload["delivery_id"] = f"dispatch:{family}:{payload['record_id']}"
-        out.append(payload)
-    return out
+    return [_addressed(family, dict(zip(names, row))) for row in zip(*columns)]
 
 
 def _json_column(col: pd.Series) -> list[Any]:

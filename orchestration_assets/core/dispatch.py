@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from resources.audit import natural_key
-from resources.outbox import payload_of
+from resources.outbox import payloads_of
 from resources.providers.base import content_hash
 
 from ..family import Family
@@ -146,7 +146,7 @@ def delivery_drift(family: Family, ledger: pd.DataFrame, candidates: pd.DataFram
     skip = set(sent_now)
     done = ledger[(ledger["status"] == "delivered") & ledger["payload"].notna() & ~ledger["record_id"].isin(skip)]
     wanted = candidates[candidates["record_id"].isin(set(done["record_id"]))]
-    current = {r["record_id"]: payload_of(family.name, r) for r in wanted.to_dict(orient="records")}
+    current = {p["record_id"]: p for p in payloads_of(family.name, wanted)}
     changed, withdrawn = [], []
     for rid, raw in zip(done["record_id"], done["payload"]):
         now = current.get(rid)
